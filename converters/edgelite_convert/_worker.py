@@ -1,0 +1,236 @@
+"""Subprocess worker for TensorFlow-heavy steps.
+
+Why a subprocess: the TFLite converter leaks memory on every call and can abort
+the whole process (MLIR ``LOG(FATAL)``) on models it does not like. Running it in
+a child keeps the caller alive and its memory flat; a crash becomes a
+:class:`~edgelite.errors.ConversionError` with the child's last output.
+
+Phases (``python -m edgelite_convert._worker PHASE JOB_DIR``), each reading
+``JOB_DIR/job.json`` and writing ``JOB_DIR/<phase>.json``:
+
+* ``prepare``: load the source (Keras / SavedModel / ONNX), apply delegate-aware
+  rewrites, save a SavedModel with a ``serving_default`` signature, record input
+  and output specs.
+* ``convert``: quantize with the calibration set (``calib.npz``), also produce the
+  float32 reference model; optional QuantizationDebugger per-layer statistics and
+  selective quantization (``keep_float``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+# ---------------------------------------------------------------- prepare ----
+def _keras_prelu_rewrite(model, rewrites):
+    """Replace Keras PReLU layers whose slopes are all <= 1 by max(x, αx).
+
+    XNNPACK has no int8 PRELU kernel, so an int8 PRELU runs on slow reference
+    kernels; max(x, αx) == PReLU(x) exactly when every α <= 1 (negative α too)
+    and quantizes to MUL + MAXIMUM, which XNNPACK runs in int8.
+    """
+    import keras
+    import numpy as np
+
+    @keras.saving.register_keras_serializable(package="edgelite")
+    class MaxPReLU(keras.layers.Layer):
+        def __init__(self, alpha=None, **kw):
+            super().__init__(**kw)
+            self.alpha = np.asarray(alpha, np.float32)
+
+        def call(self, x):
+            return keras.ops.maximum(x, x * self.alpha)
+
+        def get_config(self):
+            return {**super().get_config(), "alpha": self.alpha.tolist()}
+
+    replaced = {}
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.PReLU):
+            alpha = layer.get_weights()[0]
+            if np.all(alpha <= 1.0):
+                replaced[layer.name] = alpha
+                return MaxPReLU(alpha, name=layer.name)
+            rewrites.append(f"PReLU {layer.name!r} kept: some slope > 1 (max(x, αx) would be wrong)")
+        return layer.__class__.from_config(layer.get_config())
+
+    if not any(isinstance(l, keras.layers.PReLU) for l in model.layers):
+        return model
+    new = keras.models.clone_model(model, clone_function=clone)
+    for old_l, new_l in zip(model.layers, new.layers):
+        if old_l.name not in replaced and old_l.get_weights():
+            new_l.set_weights(old_l.get_weights())
+    for name, a in replaced.items():
+        rewrites.append(f"PReLU {name!r} ({a.size} slopes, α∈[{a.min():.3g},{a.max():.3g}]) -> max(x, αx)")
+    return new
+
+
+def phase_prepare(job: dict, d: Path) -> dict:
+    tf = _tf()
+    kind = job["source_kind"]
+    src = job["source"]
+    sm_dir = d / "saved_model"
+    rewrites: list[str] = []
+    extra: dict = {}
+    if kind == "keras":
+        import keras
+        model = keras.models.load_model(src, compile=False)
+        if job.get("prelu_rewrite", True):
+            model = _keras_prelu_rewrite(model, rewrites)
+        # Keras 3: TFLiteConverter.from_keras_model is broken since TF 2.16; go through SavedModel.
+        model.export(str(sm_dir), format="tf_saved_model", verbose=False)
+    elif kind == "saved_model":
+        sm_dir = Path(src)
+    elif kind == "onnx":
+        from edgelite_convert.onnx_import import import_onnx
+        shapes = job.get("input_shapes") or None
+        imp = import_onnx(src, input_shapes=shapes, prelu_rewrite=job.get("prelu_rewrite", True))
+        imp.save(str(sm_dir))
+        rewrites.extend(imp.rewrites)
+        extra["onnx_input_layouts"] = dict(imp.input_layouts)
+        extra["onnx_input_names"] = list(imp.input_names)
+        extra["onnx_output_names"] = list(imp.output_names)
+    else:
+        raise ValueError(f"unknown source kind {kind}")
+    loaded = tf.saved_model.load(str(sm_dir))
+    sigs = list(loaded.signatures.keys())
+    if not sigs:
+        raise ValueError("the SavedModel has no signatures; save it with a serving_default signature")
+    key = "serving_default" if "serving_default" in sigs else sigs[0]
+    fn = loaded.signatures[key]
+    _, kw = fn.structured_input_signature
+    inputs = [{"name": n, "shape": [(-1 if s is None else int(s)) for s in spec.shape.as_list()],
+               "dtype": spec.dtype.name} for n, spec in sorted(kw.items())]
+    outs = fn.structured_outputs
+    outputs = [{"name": n, "shape": [(-1 if s is None else int(s)) for s in t.shape.as_list()],
+                "dtype": t.dtype.name} for n, t in sorted(outs.items())]
+    return {"saved_model": str(sm_dir), "signature": key, "inputs": inputs, "outputs": outputs,
+            "rewrites": rewrites, **extra}
+
+
+# ---------------------------------------------------------------- convert ----
+def _make_converter(tf, prep: dict, job: dict, calib):
+    sm = prep["saved_model"]
+    conv = tf.lite.TFLiteConverter.from_saved_model(sm, signature_keys=[prep["signature"]])
+    mode = job["mode"]
+    names = [i["name"] for i in prep["inputs"]]
+
+    def rep():
+        n = len(calib[names[0]])
+        for i in range(n):
+            yield {k: calib[k][i:i + 1] for k in names}
+
+    if mode in ("int8", "int16x8"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        if mode == "int8":
+            conv.target_spec.supported_ops = ([tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+                                              if job.get("allow_float_fallback") else
+                                              [tf.lite.OpsSet.TFLITE_BUILTINS_INT8])
+        else:
+            ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            if job.get("allow_float_fallback"):
+                ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+            conv.target_spec.supported_ops = ops
+        io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32, "int16": tf.int16}
+        conv.inference_input_type = io[job["input_type"]]
+        conv.inference_output_type = io[job["output_type"]]
+        # per-channel weights are the default; disabling is only for comparison
+        conv._experimental_disable_per_channel = not job.get("per_channel", True)
+    elif mode == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode == "float32":
+        pass
+    else:
+        raise ValueError(f"unknown mode {mode}")
+    return conv
+
+
+def phase_convert(job: dict, d: Path) -> dict:
+    import numpy as np
+
+    tf = _tf()
+    prep = json.loads((d / "prepare.json").read_text())
+    calib = None
+    if (d / "calib.npz").exists():
+        z = np.load(d / "calib.npz")
+        calib = {k: z[k] for k in z.files}
+    out: dict = {"tensorflow": tf.__version__}
+    t0 = time.perf_counter()
+    float_conv = tf.lite.TFLiteConverter.from_saved_model(prep["saved_model"], signature_keys=[prep["signature"]])
+    (d / "float.tflite").write_bytes(float_conv.convert())
+    out["float_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conv = _make_converter(tf, prep, job, calib)
+    keep = job.get("keep_float") or []
+    if (job.get("debug_layers") or keep) and job["mode"] == "int8":
+        from tensorflow.lite.python import convert as _c  # noqa: F401 - ensure lite is initialised
+        names = [i["name"] for i in prep["inputs"]]
+        n = min(len(calib[names[0]]), job.get("debug_samples", 16))
+
+        def dbg_data():
+            for i in range(n):
+                yield {k: calib[k][i:i + 1] for k in names}
+        opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep) if keep else None
+        # The debugger needs float I/O on its internal model; it builds its own.
+        dconv = _make_converter(tf, prep, {**job, "input_type": "float32", "output_type": "float32",
+                                           "allow_float_fallback": True}, calib)
+        dbg = tf.lite.experimental.QuantizationDebugger(converter=dconv, debug_dataset=dbg_data,
+                                                         debug_options=opts)
+        if job.get("debug_layers"):
+            dbg.run()
+            stats = []
+            for name, st in dbg.layer_statistics.items():
+                scale = float(st.get("scale", 0) or 0)
+                rmse = float(np.sqrt(st.get("mean_squared_error", 0.0)))
+                stats.append({"tensor": name, "rmse": rmse, "scale": scale,
+                              "rmse_over_scale": rmse / scale if scale else None,
+                              "max_abs_error": float(st.get("max_abs_error", 0.0))})
+            stats.sort(key=lambda s: -(s["rmse_over_scale"] or 0))
+            out["layer_stats"] = stats[:50]
+        if keep:
+            conv = _make_converter(tf, prep, {**job, "allow_float_fallback": True}, calib)
+            # selective quantization: denylisted nodes stay float
+            dconv2 = _make_converter(tf, prep, {**job, "allow_float_fallback": True}, calib)
+            dbg2 = tf.lite.experimental.QuantizationDebugger(converter=dconv2, debug_dataset=dbg_data,
+                                                              debug_options=opts)
+            (d / "model.tflite").write_bytes(dbg2.get_nondebug_quantized_model())
+            out["keep_float"] = keep
+    if not (d / "model.tflite").exists():
+        (d / "model.tflite").write_bytes(conv.convert())
+    out["quant_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def main(argv=None) -> int:
+    argv = argv or sys.argv[1:]
+    phase, d = argv[0], Path(argv[1])
+    job = json.loads((d / "job.json").read_text())
+    try:
+        res = {"prepare": phase_prepare, "convert": phase_convert}[phase](job, d)
+        (d / f"{phase}.json").write_text(json.dumps(res))
+        return 0
+    except Exception as e:  # noqa: BLE001 - reported to the parent as a ConversionError
+        (d / f"{phase}.error.json").write_text(json.dumps(
+            {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()[-4000:]}))
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

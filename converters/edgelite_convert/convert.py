@@ -1,0 +1,380 @@
+"""Convert a trained model to a full-integer int8 TFLite model: calibrated,
+verified fully integer, validated against the float model, rewritten so int8 is
+actually faster on XNNPACK, with metadata embedded.
+
+The heavy TensorFlow work runs in subprocesses (:mod:`edgelite_convert._worker`);
+this module itself only needs numpy (TensorFlow is imported only when the source
+is a live ``tf.Module``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import edgelite
+from edgelite.errors import ConversionError, ModelNotFoundError
+from edgelite.metadata import EdgeliteMetadata
+from edgelite.preprocess import PreprocessSpec
+from edgelite.zoo import atomic_write_bytes
+
+from .calibration import CalibrationSet, build_calibration_set
+from .metadata_writer import embed_metadata
+
+
+class QuantMode(str, enum.Enum):
+    """Conversion modes.
+
+    INT8: full-integer int8 (weights per-channel int8, activations int8); the
+    target. INT16X8: int16 activations / int8 weights — more accurate, but
+    XNNPACK does not run it (reference kernels: slow), for accuracy checks.
+    DYNAMIC: int8 weights, float activations — smaller file, float compute.
+    FLOAT16: half-size weights, dequantized to float32 at load. FLOAT32: plain.
+    """
+
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+    DYNAMIC = "dynamic"
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+
+
+class IOType(str, enum.Enum):
+    """Type of the model's input/output tensors.
+
+    int8 I/O keeps the whole graph integer (required by the Coral Edge TPU and
+    avoids a float QUANTIZE op on the CPU); uint8 I/O lets camera frames go in
+    without conversion when the input scale is 1/255-compatible; float32 I/O is
+    the most convenient but adds QUANTIZE/DEQUANTIZE ops at the ends.
+    """
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+    FLOAT32 = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """Typed conversion options (validated on construction)."""
+
+    mode: QuantMode = QuantMode.INT8
+    input_type: IOType = IOType.INT8
+    output_type: IOType = IOType.INT8
+    per_channel: bool = True
+    allow_float_fallback: bool = False
+    prelu_rewrite: bool = True
+    keep_float: tuple[str, ...] = ()
+    debug_layers: bool = False
+    max_calibration_samples: int = 500
+    min_calibration_samples: int = 10
+    recommended_calibration_samples: int = 100
+    holdout: int = 16
+    timeout_s: float = 1800.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "mode", QuantMode(self.mode))
+        object.__setattr__(self, "input_type", IOType(self.input_type))
+        object.__setattr__(self, "output_type", IOType(self.output_type))
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        if self.keep_float and self.mode != QuantMode.INT8:
+            raise ValueError("keep_float applies to int8 mode only")
+        if self.max_calibration_samples < self.min_calibration_samples:
+            raise ValueError("max_calibration_samples must be >= min_calibration_samples")
+        if self.holdout < 0:
+            raise ValueError("holdout must be >= 0")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.mode in (QuantMode.INT8, QuantMode.INT16X8)
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """What :func:`convert` returns. ``report`` is also saved as JSON beside the model."""
+
+    model: bytes
+    float_model: bytes
+    report: dict
+    path: Path | None = None
+
+    @property
+    def fully_integer(self) -> bool:
+        return bool(self.report["fully_integer"])
+
+
+def _sha256_source(p: Path) -> str:
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _source_kind(source) -> tuple[str, Path]:
+    if not isinstance(source, (str, os.PathLike)):
+        return "module", Path()
+    p = Path(source)
+    if not p.exists():
+        raise ModelNotFoundError(f"source model {str(p)!r} does not exist")
+    if p.is_dir():
+        if (p / "saved_model.pb").exists():
+            return "saved_model", p
+        raise ConversionError(f"{p} is a directory without saved_model.pb; give a SavedModel dir, .keras, .h5 or .onnx")
+    suf = p.suffix.lower()
+    if suf in (".keras", ".h5", ".hdf5"):
+        return "keras", p
+    if suf == ".onnx":
+        return "onnx", p
+    raise ConversionError(f"unknown source format {suf!r} for {p}; supported: .keras, .h5, SavedModel dir, .onnx")
+
+
+def _run_phase(phase: str, d: Path, timeout: float) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        r = subprocess.run([sys.executable, "-m", "edgelite_convert._worker", phase, str(d)],
+                           capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise ConversionError(f"conversion step {phase!r} timed out after {timeout:.0f}s") from e
+    err = d / f"{phase}.error.json"
+    if err.exists():
+        info = json.loads(err.read_text())
+        if info["type"] in ("ConversionError",):
+            raise ConversionError(info["message"])
+        raise ConversionError(f"{phase} failed: {info['type']}: {info['message'][:2000]}")
+    if r.returncode != 0 or not (d / f"{phase}.json").exists():
+        tail = (r.stderr or "")[-1500:]
+        raise ConversionError(f"conversion step {phase!r} crashed (exit {r.returncode}); the converter's last "
+                              f"output:\n{tail}")
+    return json.loads((d / f"{phase}.json").read_text())
+
+
+def _prepare_module(module, d: Path) -> Path:
+    """Save a live tf.Module / tf.function / Keras model to a SavedModel in ``d``."""
+    import tensorflow as tf
+
+    sm = d / "module_saved_model"
+    if hasattr(module, "export") and hasattr(module, "layers"):  # Keras 3 model
+        module.export(str(sm), format="tf_saved_model", verbose=False)
+        return sm
+    fn = module
+    sigs = None
+    if isinstance(module, tf.types.experimental.GenericFunction) or hasattr(module, "get_concrete_function"):
+        wrapper = tf.Module()
+        wrapper.f = module
+        sigs = {"serving_default": module.get_concrete_function()}
+        fn = wrapper
+    elif hasattr(module, "__call__") and hasattr(module.__call__, "get_concrete_function"):
+        sigs = {"serving_default": module.__call__.get_concrete_function()}
+    tf.saved_model.save(fn, str(sm), signatures=sigs)
+    return sm
+
+
+def convert(source, output: str | os.PathLike | None = None, *, calibration=None,
+            preprocess: PreprocessSpec | dict | None = None, options: ConvertOptions | None = None,
+            validation=None, task: str = "generic", name: str | None = None,
+            labels: Sequence[str] | None = None, input_shapes: dict[str, Sequence[int]] | None = None,
+            progress: bool = True, extra_metadata: dict | None = None, num_threads: int | None = None
+            ) -> ConversionResult:
+    """Convert ``source`` to TFLite.
+
+    Args:
+        source: ``.keras``/``.h5`` file, SavedModel directory, ``.onnx`` file, or a live
+            ``tf.Module`` / ``tf.function`` / Keras model.
+        output: where to write the ``.tflite`` (atomic); the JSON report goes beside it.
+        calibration: representative data (see :mod:`edgelite_convert.calibration`).
+        preprocess: the spec used for image folders, written into the metadata.
+        options: :class:`ConvertOptions`.
+        validation: held-out data (same kinds as ``calibration``); default: the last
+            ``options.holdout`` calibration samples are held out.
+        task, name, labels: stored in the metadata.
+
+    Raises:
+        ConversionError: unsupported ops, float ops left in full-integer mode, converter crash.
+        CalibrationDataError: calibration data refused (with the reason).
+    """
+    opts = options or ConvertOptions()
+    if isinstance(preprocess, dict):
+        preprocess = PreprocessSpec.from_dict(preprocess)
+    kind, path = _source_kind(source)
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgelite-convert-") as tmp:
+        d = Path(tmp)
+        if kind == "module":
+            sm = _prepare_module(source, d)
+            kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
+        else:
+            kind_, src = kind, str(path)
+            src_hash, src_name = _sha256_source(path), path.name
+            if kind == "onnx":
+                _precheck_onnx(path)
+        job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,
+               "input_type": opts.input_type.value, "output_type": opts.output_type.value,
+               "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
+               "prelu_rewrite": opts.prelu_rewrite, "keep_float": list(opts.keep_float),
+               "debug_layers": opts.debug_layers, "input_shapes": input_shapes}
+        (d / "job.json").write_text(json.dumps(job))
+        prep = _run_phase("prepare", d, opts.timeout_s)
+        specs = [(i["name"], [None if s == -1 else s for s in i["shape"]], i["dtype"]) for i in prep["inputs"]]
+        held = None
+        calib_set = None
+        if opts.needs_calibration:
+            if calibration is None:
+                raise ConversionError(f"mode {opts.mode.value} needs calibration data (a folder of images, "
+                                      ".npy/.npz, or an iterable); pass calibration=...")
+            full = build_calibration_set(calibration, specs, preprocess=preprocess,
+                                         max_samples=opts.max_calibration_samples + (0 if validation else opts.holdout),
+                                         min_samples=opts.min_calibration_samples,
+                                         min_recommended=opts.recommended_calibration_samples, progress=progress)
+            if validation is None and opts.holdout:
+                calib_set, held = full.split(opts.holdout)
+            else:
+                calib_set = full
+            calib_set.save(d / "calib.npz")
+        if validation is not None:
+            held = build_calibration_set(validation, specs, preprocess=preprocess, max_samples=200,
+                                         min_samples=1, min_recommended=1, progress=False, check_range=False)
+        conv = _run_phase("convert", d, opts.timeout_s)
+        qbytes = (d / "model.tflite").read_bytes()
+        fbytes = (d / "float.tflite").read_bytes()
+
+    from edgelite.inspect import inspect_model
+
+    insp = inspect_model(qbytes)
+    report: dict[str, Any] = {
+        "source": {"kind": kind, "filename": src_name, "sha256": src_hash},
+        "mode": opts.mode.value, "input_type": opts.input_type.value, "output_type": opts.output_type.value,
+        "per_channel": opts.per_channel, "rewrites": prep.get("rewrites", []),
+        "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
+        "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
+        "op_histogram": dict(insp.op_histogram) if hasattr(insp, "op_histogram") else {},
+        "size_bytes": len(qbytes), "float_size_bytes": len(fbytes),
+        "calibration": calib_set.summary() if calib_set else None,
+        "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
+        "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
+                    "quantize": round(conv.get("quant_seconds", 0), 2)},
+    }
+    if "layer_stats" in conv:
+        report["layer_stats"] = conv["layer_stats"]
+    if opts.keep_float:
+        report["keep_float"] = list(opts.keep_float)
+    if opts.mode == QuantMode.INT8 and not insp.fully_integer and not opts.allow_float_fallback:
+        raise ConversionError(
+            "the converted model is not fully integer; float ops left: "
+            + "; ".join(str(x) for x in insp.float_ops)
+            + ". Fix: rewrite/replace those ops, or pass allow_float_fallback=True (--allow-float-fallback)")
+    if held is not None and held.count:
+        report["validation"] = validate_against(fbytes, qbytes, held, num_threads=num_threads)
+    if kind == "onnx" and held is not None and held.count:
+        report["onnx_vs_float_tflite"] = _onnx_parity(path, fbytes, held, prep)
+    meta = EdgeliteMetadata(
+        task=task, name=name or (src_name.rsplit(".", 1)[0] if src_name else "model"),
+        preprocessing=preprocess, labels=tuple(labels) if labels else None,
+        source=report["source"],
+        versions={"edgelite": edgelite.__version__, "tensorflow": conv.get("tensorflow")},
+        calibration={"count": calib_set.count, "source": calib_set.source} if calib_set else {},
+        quantization={"mode": opts.mode.value, "input_type": opts.input_type.value,
+                      "output_type": opts.output_type.value, "per_channel": opts.per_channel,
+                      "rewrites": report["rewrites"]},
+        validation=_validation_summary(report.get("validation")), extra=extra_metadata or {},
+    )
+    qbytes = embed_metadata(qbytes, meta)
+    fmeta = dataclasses.replace(meta, quantization={"mode": "float32"}, calibration={}, validation={})
+    fbytes = embed_metadata(fbytes, fmeta)
+    report["size_bytes"] = len(qbytes)
+    res = ConversionResult(qbytes, fbytes, report)
+    if output is not None:
+        out = Path(output)
+        atomic_write_bytes(out, qbytes)
+        atomic_write_bytes(out.with_suffix(".report.json"),
+                           json.dumps(report, indent=2, default=_json_default).encode())
+        res.path = out
+    return res
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, float) and not np.isfinite(o):
+        return str(o)
+    return str(o)
+
+
+def _validation_summary(v: dict | None) -> dict:
+    if not v:
+        return {}
+    return {"samples": v["samples"], "cosine_min_over_outputs": v["cosine_min_over_outputs"],
+            "outputs": {k: {m: o[m] for m in ("cosine_mean", "max_abs_error", "snr_db", "top1_agreement") if m in o}
+                        for k, o in v["outputs"].items()}}
+
+
+def validate_against(float_bytes: bytes, quant_bytes: bytes, held: CalibrationSet, num_threads=None) -> dict:
+    from .validate import validate_models
+
+    return validate_models(float_bytes, quant_bytes, held.arrays, num_threads=num_threads)
+
+
+def _precheck_onnx(path: Path) -> None:
+    """Fail fast, before any subprocess, listing every unsupported ONNX op."""
+    import onnx
+
+    from .onnx_import import unsupported_ops
+
+    bad = unsupported_ops(onnx.load(str(path), load_external_data=False))
+    if bad:
+        raise ConversionError(f"{path.name}: unsupported ONNX op type(s): {', '.join(bad)}. "
+                              "See docs/converters.md for the supported list.")
+
+
+def _onnx_parity(path: Path, float_bytes: bytes, held: CalibrationSet, prep: dict) -> dict:
+    """End-to-end max error of the float TFLite against onnxruntime on held-out samples."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"skipped": "onnxruntime not installed"}
+    from edgelite.model import Model
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fm = Model(float_bytes)
+    layouts = prep.get("onnx_input_layouts", {})
+    onnx_in = [i.name for i in sess.get_inputs()]
+    tfl_names = list(held.arrays)
+    errs = {}
+    for i in range(held.count):
+        feed_tfl = [held.arrays[k][i:i + 1] for k in tfl_names]
+        feed_onnx = {}
+        for oname, arr in zip(onnx_in, feed_tfl):
+            feed_onnx[oname] = (np.transpose(arr, (0, 3, 1, 2)) if layouts.get(oname) == "NHWC" else arr
+                                ).astype(np.float32)
+        ref = sess.run(None, feed_onnx)
+        ref_by_name = dict(zip([o.name for o in sess.get_outputs()], ref))
+        got = fm.run(feed_tfl)
+        got_sorted = _match_outputs(ref_by_name, got)
+        for k, (r, g) in got_sorted.items():
+            errs[k] = max(errs.get(k, 0.0), float(np.abs(r - g).max()))
+    return {"max_abs_error": errs, "max_abs_error_overall": max(errs.values()) if errs else None,
+            "samples": held.count}
+
+
+def _match_outputs(ref_by_name: dict, got: dict) -> dict:
+    """Pair ONNX outputs with TFLite outputs: by name when the TFLite name contains it, else by shape."""
+    out = {}
+    used = set()
+    for name, r in ref_by_name.items():
+        cand = [k for k in got if k not in used and (k == name or k.endswith(name) or name in k)
+                and got[k].size == r.size]
+        if not cand:
+            cand = [k for k in got if k not in used and got[k].shape == r.shape]
+        if cand:
+            used.add(cand[0])
+            out[name] = (r.reshape(-1), got[cand[0]].reshape(-1))
+    return out
