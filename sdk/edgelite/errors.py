@@ -70,4 +70,8 @@ class IntegrityError(ZooError, ValueError):
     """A downloaded or extracted file's SHA-256 does not match its pin."""
 
 
+class ImageNotFoundError(ImageError, FileNotFoundError):
+    """An image path does not exist (catchable as ``FileNotFoundError`` too)."""
+
+
 __all__ = [n for n in dir() if n.endswith("Error")]

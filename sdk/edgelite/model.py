@@ -168,6 +168,11 @@ class Model:
             lib = _EDGETPU_LIB.get(platform.system(), "libedgetpu.so.1") if key in ("edgetpu", "coral") else d
             opts = dict(options[i]) if options and i < len(options) and options[i] else None
             try:
+                # Probe with ctypes first: when the library is missing, ai_edge_litert's
+                # Delegate.__init__ fails before setting ``_library`` and its ``__del__`` then
+                # raises AttributeError ("Exception ignored in Delegate.__del__", ai-edge-litert 2.3).
+                import ctypes
+                ctypes.CDLL(lib)
                 self._external.append(self._mod.load_delegate(lib, opts) if opts else self._mod.load_delegate(lib))
             except (ValueError, OSError, RuntimeError) as e:
                 hint = ("install the Edge TPU runtime (libedgetpu1-std from Coral's apt repository) and plug in "

@@ -24,8 +24,9 @@ ENV_CACHE_DIR = "EDGELITE_CACHE_DIR"
 
 #: Names of the zoo models and what they are.
 ZOO_MODELS = {
-    "yunet": "face detector: YuNet 2023mar (OpenCV model zoo, MIT)",
-    "sface": "face embedder: SFace 2021dec (OpenCV model zoo, Apache-2.0)",
+    "yunet_320": "face detector: YuNet 2023mar at 320x320 (OpenCV model zoo, MIT)",
+    "yunet_640": "face detector: YuNet 2023mar at 640x640 (OpenCV model zoo, MIT)",
+    "sface": "face embedder: SFace 2021dec, 112x112 -> 128-D (OpenCV model zoo, Apache-2.0)",
 }
 PRECISIONS = ("int8", "float32")
 

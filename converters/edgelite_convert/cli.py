@@ -1,0 +1,95 @@
+"""``edgelite convert``: the command-line face of :func:`edgelite_convert.convert`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help=".keras/.h5 file, SavedModel directory or .onnx file")
+    p.add_argument("-o", "--output", required=True, help="output .tflite (report JSON written beside it)")
+    p.add_argument("--calibration", help="folder of images (recursive), .npy or .npz")
+    p.add_argument("--validate", help="held-out images folder / .npy / .npz (default: hold out calibration samples)")
+    p.add_argument("--mode", default="int8", choices=["int8", "int16x8", "dynamic", "float16", "float32"])
+    p.add_argument("--input-type", default="int8", choices=["int8", "uint8", "float32"])
+    p.add_argument("--output-type", default="int8", choices=["int8", "uint8", "float32"])
+    p.add_argument("--no-per-channel", action="store_true", help="per-tensor weights (comparison only)")
+    p.add_argument("--allow-float-fallback", action="store_true", help="accept float ops left in the model")
+    p.add_argument("--no-prelu-rewrite", action="store_true", help="keep PRELU (slow in int8 on XNNPACK)")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
+                   help="tensor names to keep in float (selective quantization)")
+    p.add_argument("--debug-layers", action="store_true", help="per-layer error ranking (QuantizationDebugger)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="preprocessing: model input size")
+    p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop", "none"])
+    p.add_argument("--color", default="RGB", choices=["RGB", "BGR", "GRAY"])
+    p.add_argument("--mean", type=float, nargs="+", default=[0.0])
+    p.add_argument("--std", type=float, nargs="+", default=[255.0])
+    p.add_argument("--layout", default="NHWC", choices=["NHWC", "NCHW"])
+    p.add_argument("--task", default="generic")
+    p.add_argument("--labels", help="text file, one label per line")
+    p.add_argument("--min-samples", type=int, default=10)
+    p.add_argument("--max-samples", type=int, default=500)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run_convert(a) -> int:
+    from edgelite.preprocess import PreprocessSpec
+
+    from .convert import ConvertOptions, convert
+
+    spec = None
+    if a.input_size:
+        spec = PreprocessSpec(size=tuple(a.input_size), resize=a.resize, color=a.color, layout=a.layout,
+                              mean=tuple(a.mean), std=tuple(a.std))
+    elif a.calibration and Path(a.calibration).is_dir():
+        spec = _infer_spec(a)
+    labels = Path(a.labels).read_text().splitlines() if a.labels else None
+    opts = ConvertOptions(mode=a.mode, input_type=a.input_type, output_type=a.output_type,
+                          per_channel=not a.no_per_channel, allow_float_fallback=a.allow_float_fallback,
+                          prelu_rewrite=not a.no_prelu_rewrite, keep_float=tuple(a.keep_float),
+                          debug_layers=a.debug_layers, min_calibration_samples=a.min_samples,
+                          max_calibration_samples=a.max_samples)
+    res = convert(a.source, a.output, calibration=a.calibration, validation=a.validate, preprocess=spec,
+                  options=opts, task=a.task, labels=labels, progress=not a.json)
+    if a.json:
+        json.dump(res.report, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(format_report(res.report, res.path))
+    return 0
+
+
+def _infer_spec(a):
+    """Without --input-size, read the model's input size from the source so an image folder still works."""
+    from edgelite.errors import ConversionError
+    raise ConversionError("calibrating from an image folder needs the preprocessing: pass --input-size H W "
+                          "(and --mean/--std/--color if the model was not trained on RGB/255)")
+
+
+def format_report(r: dict, path) -> str:
+    lines = [f"wrote {path} ({r['size_bytes'] / 1024:.1f} KiB, float {r['float_size_bytes'] / 1024:.1f} KiB)",
+             f"mode {r['mode']}  I/O {r['input_type']}/{r['output_type']}  per-channel {r['per_channel']}",
+             f"fully integer: {r['fully_integer']}" + (f"  float ops: {r['float_ops']}" if r['float_ops'] else "")]
+    if r.get("rewrites"):
+        lines.append(f"rewrites: {len(r['rewrites'])}: " + "; ".join(r["rewrites"][:3])
+                     + (" ..." if len(r["rewrites"]) > 3 else ""))
+    lines.append("XNNPACK cannot run in int8: " + (", ".join(r["xnnpack_unsupported"]) or "none (all ops delegated)"))
+    if r.get("calibration"):
+        lines.append(f"calibration: {r['calibration']['count']} samples from {r['calibration']['source']}")
+    v = r.get("validation")
+    if v:
+        lines.append(f"validation on {v['samples']} held-out samples:")
+        for k, o in v["outputs"].items():
+            extra = f"  top-1 {o['top1_agreement']:.3f}" if "top1_agreement" in o else ""
+            lines.append(f"  {k}: cosine {o['cosine_mean']:.4f}  max|err| {o['max_abs_error']:.4g}  "
+                         f"mean|err| {o['mean_abs_error']:.4g}  SNR {o['snr_db']:.1f} dB{extra}")
+    if r.get("onnx_vs_float_tflite"):
+        lines.append(f"float TFLite vs onnxruntime max|err|: {r['onnx_vs_float_tflite'].get('max_abs_error_overall')}")
+    if r.get("layer_stats"):
+        lines.append("worst layers (rmse/scale):")
+        for s in r["layer_stats"][:8]:
+            lines.append(f"  {s['rmse_over_scale'] or 0:8.3f}  {s['tensor']}")
+    lines.append(f"report: {Path(path).with_suffix('.report.json')}")
+    return "\n".join(lines)

@@ -1,0 +1,404 @@
+"""Our own ONNX -> TensorFlow importer, producing an NHWC graph ready for int8 TFLite.
+
+Why our own: third-party converters (onnx-tf, onnx2tf) either keep ONNX's NCHW
+layout - so every convolution is wrapped in ``TRANSPOSE`` ops that cost time and
+int8 accuracy on device - or are large, fast-moving dependencies. This importer
+covers the ops the edgelite zoo and typical vision CNNs need, and nothing more.
+
+How it works:
+
+* 4-D inputs (NCHW in ONNX) are taken NHWC by the TF function, and every 4-D image
+  tensor stays NHWC inside (see :mod:`edgelite_convert.onnx_ops` for the layout
+  bookkeeping), so ``CONV_2D``/``DEPTHWISE_CONV_2D`` appear without transposes.
+  Layout-sensitive ops (``Transpose``, ``Reshape``, ``Flatten`` -> ``Gemm``,
+  ``Concat``, ``Squeeze``, ``Softmax``, reductions...) translate their axes, absorb
+  the permutation into constant weights, or - only where semantics require it -
+  insert a transpose, which is counted in :attr:`ImportedOnnx.transposes_inserted`.
+  YuNet and SFace import with zero.
+* Constants (initializers, ``Constant`` nodes and everything computable from them)
+  are folded with numpy/eager TF at import time.
+* Graph rewrites made at import, each listed in :attr:`ImportedOnnx.rewrites`:
+  ``BatchNormalization`` folded into the preceding ``Conv``/``ConvTranspose``/
+  ``Gemm`` (when it is the only consumer), and per-channel ``PRelu`` replaced by
+  ``max(x, α·x)`` (XNNPACK has no int8 PRELU kernel; see ``prelu_rewrite``).
+
+Outputs keep ONNX semantics: same shapes and values as onnxruntime (4-D outputs
+come back NCHW unless ``nhwc_outputs=True``).
+
+Example::
+
+    imported = import_onnx("face_recognition_sface_2021dec.onnx")
+    emb = imported(np.zeros((1, 112, 112, 3), np.float32))["fc1"]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [imported.concrete_function()], imported)
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import tensorflow as tf
+from onnx import numpy_helper
+
+from edgelite.errors import ConversionError
+from edgelite_convert import onnx_ops
+from edgelite_convert.onnx_ops import NHWC_PERM, SUPPORTED_OPS, Ctx, Node, Val
+
+__all__ = ["ImportedOnnx", "SUPPORTED_OPS", "import_onnx", "unsupported_ops"]
+
+#: Opset range the importer is tested on (default ONNX domain).
+MIN_OPSET, MAX_OPSET = 7, 18
+
+
+def _op_key(node: onnx.NodeProto) -> str:
+    """Op type as reported to users: ``Conv``, or ``com.microsoft.FusedConv`` for other domains."""
+    if node.domain in ("", "ai.onnx"):
+        return node.op_type
+    return f"{node.domain}.{node.op_type}"
+
+
+def _iter_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for a in node.attribute:  # subgraphs of If/Loop/Scan are unsupported anyway, but list their ops
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _iter_nodes(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _iter_nodes(g)
+
+
+def unsupported_ops(model: onnx.ModelProto) -> list[str]:
+    """List the op types of ``model`` this importer cannot convert.
+
+    Args:
+        model: A loaded ONNX model.
+
+    Returns:
+        Sorted unique op types (other domains prefixed, e.g. ``"com.microsoft.FusedConv"``);
+        empty when everything is supported.
+    """
+    return sorted({_op_key(n) for n in _iter_nodes(model.graph) if _op_key(n) not in onnx_ops.HANDLERS})
+
+
+def _raise_unsupported(model: onnx.ModelProto, bad: list[str]) -> None:
+    names: dict[str, list[str]] = defaultdict(list)
+    for i, n in enumerate(_iter_nodes(model.graph)):
+        key = _op_key(n)
+        if key in bad:
+            names[key].append(n.name or f"#{i}")
+    parts = []
+    for op in bad:
+        shown = ", ".join(f"'{x}'" for x in names[op][:5])
+        more = f" and {len(names[op]) - 5} more" if len(names[op]) > 5 else ""
+        parts.append(f"{op} ({len(names[op])} node{'s' if len(names[op]) != 1 else ''}: {shown}{more})")
+    raise ConversionError(
+        f"The ONNX model uses {len(bad)} op type{'s' if len(bad) != 1 else ''} the edgelite importer "
+        f"cannot convert: {'; '.join(parts)}. Fix: re-export the model without them (e.g. replace "
+        "them with supported equivalents, or simplify/constant-fold it with onnxsim and static "
+        "input shapes). Supported ops are listed in docs/converters.md and in "
+        "edgelite_convert.onnx_import.SUPPORTED_OPS.")
+
+
+# ----------------------------------------------------------------------------
+# Import-time graph rewrites
+# ----------------------------------------------------------------------------
+def _consumers(nodes: Sequence[Node]) -> dict[str, list[Node]]:
+    out: dict[str, list[Node]] = defaultdict(list)
+    for n in nodes:
+        for i in n.inputs:
+            if i:
+                out[i].append(n)
+    return out
+
+
+def _bn_params(bn: Node, consts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-channel ``(scale, shift)`` of an inference BatchNormalization, if constant."""
+    if len(bn.inputs) < 5 or not all(i in consts for i in bn.inputs[1:5]):
+        return None
+    if bn.attrs.get("training_mode", 0) or any(o for o in bn.outputs[1:]):
+        return None
+    gamma, beta, mean, var = (consts[i].astype(np.float64) for i in bn.inputs[1:5])
+    s = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    return s, beta - mean * s
+
+
+def _fold_batchnorms(nodes: list[Node], consts: dict[str, np.ndarray], graph_outputs: set[str],
+                     rewrites: list[str]) -> list[Node]:
+    """Fold each BatchNormalization into the Conv/ConvTranspose/Gemm feeding only it.
+
+    Folding in float64 at import makes the BN free at run time and, for int8,
+    lets the conv's per-channel weight scales absorb the BN scale instead of
+    quantizing an extra MUL/ADD pair.
+    """
+    producer = {o: n for n in nodes for o in n.outputs}
+    consumers = _consumers(nodes)
+    removed: set[int] = set()
+    for bn in nodes:
+        if bn.op_type != "BatchNormalization":
+            continue
+        prev = producer.get(bn.inputs[0])
+        params = _bn_params(bn, consts)
+        if (prev is None or params is None or prev.op_type not in ("Conv", "ConvTranspose", "Gemm")
+                or len(consumers[prev.outputs[0]]) != 1 or prev.outputs[0] in graph_outputs
+                or len(prev.inputs) < 2 or prev.inputs[1] not in consts
+                or (len(prev.inputs) > 2 and prev.inputs[2] and prev.inputs[2] not in consts)):
+            continue
+        s, b = params
+        w = consts[prev.inputs[1]].astype(np.float64)
+        bias = consts[prev.inputs[2]].astype(np.float64) if len(prev.inputs) > 2 and prev.inputs[2] else None
+        if prev.op_type == "Conv":
+            if w.shape[0] != s.size:
+                continue
+            w = w * s[:, None, None, None]
+        elif prev.op_type == "ConvTranspose":
+            g = int(prev.attrs.get("group", 1))
+            c_in, m_g = w.shape[:2]
+            if m_g * g != s.size:
+                continue
+            w = (w.reshape(g, c_in // g, m_g, *w.shape[2:]) * s.reshape(g, 1, m_g, 1, 1)).reshape(w.shape)
+        else:  # Gemm: y = alpha*op(A)@op(B) + beta*C; normalise to transB=0, alpha=beta=1
+            a = prev.attrs
+            if w.ndim != 2 or a.get("transA", 0):
+                continue
+            w = (w.T if a.get("transB", 0) else w) * float(a.get("alpha", 1.0))
+            if w.shape[1] != s.size or (bias is not None and bias.size not in (1, s.size)):
+                continue
+            if bias is not None:
+                bias = np.broadcast_to(bias.reshape(-1) * float(a.get("beta", 1.0)), (s.size,))
+            w = w * s[None, :]
+            prev.attrs = {"transB": 0}
+        n_out = s.size
+        bias = (np.zeros(n_out) if bias is None else bias) * s + b
+        wname, bname = f"{prev.name}__bnfold_w", f"{prev.name}__bnfold_b"
+        consts[wname] = w.astype(np.float32)
+        consts[bname] = bias.astype(np.float32)
+        prev.inputs = [prev.inputs[0], wname, bname]
+        prev.outputs = [bn.outputs[0]]
+        removed.add(id(bn))
+        rewrites.append(f"BatchNormalization '{bn.name}' folded into {prev.op_type} '{prev.name}'")
+        consumers = _consumers([n for n in nodes if id(n) not in removed])
+    return [n for n in nodes if id(n) not in removed]
+
+
+# ----------------------------------------------------------------------------
+# The imported module
+# ----------------------------------------------------------------------------
+_TF_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def _tf_name(name: str) -> str:
+    """A valid TF op name for an ONNX tensor name (TensorSpec names are op names)."""
+    s = _TF_NAME.sub("_", name)
+    return s if re.match(r"[A-Za-z]", s) else f"input_{s}"
+
+
+class ImportedOnnx(tf.Module):
+    """An ONNX model imported as a TensorFlow function with an NHWC graph.
+
+    Attributes:
+        input_names: ONNX graph inputs (initializers excluded), in order.
+        output_names: ONNX graph outputs, in order; the keys of the result dict.
+        input_layouts: Per input, ``'NHWC'`` when a 4-D NCHW ONNX input is taken
+            NHWC by the TF function, else ``'AS_IS'``.
+        onnx_input_shapes: Per input, the static ONNX shape used (NCHW for images).
+        tf_input_specs: The ``tf.TensorSpec`` of each positional argument.
+        rewrites: Human-readable list of the rewrites applied (BN folds, PReLU
+            rewrites, explicit pads, runtime transposes...).
+        transposes_inserted: Number of data-moving transposes the graph contains
+            because of layout conversions (0 for YuNet and SFace).
+    """
+
+    def __init__(self, model: onnx.ModelProto, *, input_shapes: dict[str, Sequence[int]] | None,
+                 prelu_rewrite: bool, nhwc: bool, nhwc_outputs: bool):
+        super().__init__(name="imported_onnx")
+        graph = model.graph
+        self._opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if not MIN_OPSET <= self._opset <= MAX_OPSET:
+            raise ConversionError(
+                f"ONNX default-domain opset {self._opset} is outside the supported range "
+                f"{MIN_OPSET}..{MAX_OPSET}. Fix: re-export with an opset in that range "
+                "(e.g. torch.onnx.export(..., opset_version=13)).")
+        consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self._consts = consts
+        rewrites: list[str] = []
+        nodes = [Node.from_proto(n, i) for i, n in enumerate(graph.node)]
+        self._nodes = _fold_batchnorms(nodes, consts, {o.name for o in graph.output}, rewrites)
+        self._import_rewrites = rewrites
+        self._prelu_rewrite = prelu_rewrite
+        self._nhwc_outputs = nhwc_outputs
+
+        inputs = [i for i in graph.input if i.name not in consts]
+        input_shapes = dict(input_shapes or {})
+        unknown = sorted(set(input_shapes) - {i.name for i in inputs})
+        if unknown:
+            raise ConversionError(f"input_shapes names unknown inputs {unknown}; the model's inputs are "
+                                  f"{[i.name for i in inputs]}")
+        self.input_names = [i.name for i in inputs]
+        self.output_names = [o.name for o in graph.output]
+        self.onnx_input_shapes: dict[str, tuple] = {}
+        self.input_layouts: dict[str, str] = {}
+        self.tf_input_specs: list[tf.TensorSpec] = []
+        self._input_dtypes: list[tf.DType] = []
+        for inp in inputs:
+            tt = inp.type.tensor_type
+            dtype = tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+            shape = self._static_shape(inp, input_shapes.get(inp.name))
+            self.onnx_input_shapes[inp.name] = shape
+            is_image = len(shape) == 4 and nhwc
+            self.input_layouts[inp.name] = "NHWC" if is_image else "AS_IS"
+            tf_shape = [shape[0], shape[2], shape[3], shape[1]] if is_image else list(shape)
+            self.tf_input_specs.append(tf.TensorSpec(tf_shape, dtype, name=_tf_name(inp.name)))
+        self.rewrites: list[str] = []
+        self.transposes_inserted = 0
+        self._fn = tf.function(self._run, input_signature=self.tf_input_specs, autograph=False)
+        self._concrete = self._fn.get_concrete_function()
+
+    @staticmethod
+    def _static_shape(inp: onnx.ValueInfoProto, override: Sequence[int] | None) -> tuple[int, ...]:
+        dims = inp.type.tensor_type.shape.dim
+        if override is not None:
+            override = tuple(int(d) for d in override)
+            if len(override) != len(dims) or any(d <= 0 for d in override):
+                raise ConversionError(
+                    f"input_shapes['{inp.name}'] = {override} must have {len(dims)} positive dims "
+                    f"(ONNX layout, NCHW for images)")
+            return override
+        shape = []
+        for i, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(int(d.dim_value))
+            elif i == 0:
+                shape.append(1)  # dynamic batch: default 1 (on-device models run one image)
+            else:
+                raise ConversionError(
+                    f"Input '{inp.name}' has a dynamic dimension {i} ('{d.dim_param or '?'}'). "
+                    f"Fix: pass input_shapes={{'{inp.name}': [...]}} with static sizes.")
+        return tuple(shape)
+
+    # -- tracing ------------------------------------------------------------
+    def _run(self, *args: tf.Tensor) -> dict[str, tf.Tensor]:
+        ctx = Ctx(self._opset, prelu_rewrite=self._prelu_rewrite)
+        env: dict[str, Val] = {name: onnx_ops.const(a) for name, a in self._consts.items()}
+        for name, arg in zip(self.input_names, args):
+            if self.input_layouts[name] == "NHWC":
+                env[name] = Val(arg, NHWC_PERM)
+            else:
+                env[name] = onnx_ops.tensor(arg)
+        for node in self._nodes:
+            ins: list[Val | None] = []
+            for name in node.inputs:
+                if not name:
+                    ins.append(None)
+                elif name in env:
+                    ins.append(env[name])
+                else:
+                    raise ConversionError(f"{node.label()}: input '{name}' is not produced by any "
+                                          "earlier node (the graph is not topologically sorted?)")
+            outs = self._convert_node(ctx, node, ins)
+            for name, v in zip(node.outputs, outs):
+                if name:
+                    env[name] = v
+        result = {}
+        for name in self.output_names:
+            v = env[name]
+            if v.rank == 4 and self._nhwc_outputs and not v.is_const:
+                t = ctx.to_perm(v, NHWC_PERM, f"output '{name}' returned NHWC")
+            else:
+                t = ctx.to_onnx(v, f"output '{name}' returned in ONNX layout")
+            result[name] = tf.identity(t, name=_tf_name(name))
+        self.rewrites = self._import_rewrites + ctx.rewrites
+        self.transposes_inserted = ctx.transposes
+        return result
+
+    def _convert_node(self, ctx: Ctx, node: Node, ins: list[Val | None]) -> list[Val]:
+        fn = onnx_ops.HANDLERS[node.op_type]
+        try:
+            if node.op_type != "Dropout" and all(v is None or v.is_const for v in ins):
+                # Constant subgraph: evaluate now, eagerly, outside the traced graph.
+                ctx.folding = True
+                try:
+                    with tf.init_scope():
+                        outs = fn(ctx, node, ins)
+                        return [onnx_ops.const(np.asarray(ctx.to_onnx(v, "fold"))) for v in outs]
+                finally:
+                    ctx.folding = False
+            if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
+                raise ConversionError(f"{node.label()}: the mask output of Dropout is not supported")
+            return fn(ctx, node, ins)
+        except ConversionError:
+            raise
+        except Exception as e:  # a handler bug or an unusual attribute combination
+            shapes = [None if v is None else v.shape for v in ins]
+            raise ConversionError(f"Could not convert {node.label()} (input shapes {shapes}): "
+                                  f"{type(e).__name__}: {e}") from e
+
+    # -- public API ---------------------------------------------------------
+    def __call__(self, *inputs: Any) -> dict[str, tf.Tensor]:
+        """Run the imported model.
+
+        Args:
+            *inputs: One array per ONNX input, in :attr:`input_names` order, shaped
+                like :attr:`tf_input_specs` (NHWC for 4-D image inputs).
+
+        Returns:
+            Outputs keyed by ONNX output name, with onnxruntime's shapes.
+        """
+        return self._fn(*inputs)
+
+    def concrete_function(self) -> tf.types.experimental.ConcreteFunction:
+        """The traced function, e.g. for ``TFLiteConverter.from_concrete_functions``."""
+        return self._concrete
+
+    def save(self, saved_model_dir: str | os.PathLike) -> None:
+        """Save as a SavedModel whose ``serving_default`` signature is this function."""
+        tf.saved_model.save(self, os.fspath(saved_model_dir), signatures={"serving_default": self._concrete})
+
+
+def import_onnx(model: str | os.PathLike | onnx.ModelProto, *,
+                input_shapes: dict[str, Sequence[int]] | None = None,
+                prelu_rewrite: bool = True, nhwc: bool = True, nhwc_outputs: bool = False) -> ImportedOnnx:
+    """Import an ONNX model as an NHWC TensorFlow function.
+
+    Args:
+        model: Path to an ``.onnx`` file, or a loaded ``onnx.ModelProto``.
+        input_shapes: Static ONNX-layout (NCHW) shapes per input name, overriding
+            the model's; dynamic batch dims default to 1, other dynamic dims must
+            be given here.
+        prelu_rewrite: Replace per-channel PRelu by ``max(x, α·x)`` (or
+            ``relu(x)·(1-α) + α·x`` when some α > 1). XNNPACK, TFLite's default CPU
+            backend, has no int8 PRELU kernel: on SFace the naive int8 model runs
+            ~5x slower than float. Exact in float; turn off only to compare.
+        nhwc: Take 4-D inputs NHWC (the TFLite/camera convention). With False the
+            function takes ONNX's NCHW and transposes once at the input.
+        nhwc_outputs: Return 4-D outputs NHWC instead of ONNX's NCHW.
+
+    Returns:
+        The imported model; call it, convert its :meth:`~ImportedOnnx.concrete_function`
+        or :meth:`~ImportedOnnx.save` it.
+
+    Raises:
+        ConversionError: The model uses unsupported ops (all are listed), an
+            unsupported attribute combination, dynamic shapes, or an opset outside
+            7..18.
+        ModelNotFoundError: ``model`` is a path that does not exist.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            from edgelite.errors import ModelNotFoundError
+
+            raise ModelNotFoundError(f"ONNX model not found: {path!r}")
+        try:
+            model = onnx.load(path)
+        except Exception as e:
+            raise ConversionError(f"Could not read ONNX model {path!r}: {e}") from e
+    bad = unsupported_ops(model)
+    if bad:
+        _raise_unsupported(model, bad)
+    return ImportedOnnx(model, input_shapes=input_shapes, prelu_rewrite=prelu_rewrite, nhwc=nhwc,
+                        nhwc_outputs=nhwc_outputs)

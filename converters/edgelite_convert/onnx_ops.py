@@ -1,0 +1,1383 @@
+"""Op handlers of the ONNX importer (see :mod:`edgelite_convert.onnx_import`).
+
+Every handler turns one ONNX node into TensorFlow ops while the importer's
+``tf.function`` is being traced. Values flow between handlers as :class:`Val`
+objects which carry, besides the tensor, the *layout* the tensor is stored in:
+
+* ``perm``: the stored tensor is ``np.transpose(onnx_tensor, perm)``. 4-D image
+  tensors (NCHW in ONNX) are stored NHWC, ``perm == (0, 2, 3, 1)``, so that
+  ``tf.nn.conv2d`` & co. run in their native layout and the TFLite converter emits
+  ``CONV_2D`` without ``TRANSPOSE`` ops around it. An ONNX ``Transpose`` only
+  changes ``perm`` (no runtime op): YuNet's ``Transpose(0,2,3,1)`` of an NCHW head
+  therefore becomes free, because the stored NHWC tensor *is* the transposed one.
+* ``colperm``: for 2-D ``[N, F]`` tensors made by flattening an NHWC tensor, the
+  features are stored in HWC order while ONNX has them in CHW order;
+  ``stored[:, j] == onnx[:, colperm[j]]``. A following ``Gemm``/``MatMul`` with
+  constant weights absorbs it by permuting the weight rows once at import, so no
+  runtime transpose is needed (SFace's ``Flatten -> Gemm``).
+
+Layout-sensitive ops that cannot work on the stored layout convert with
+:meth:`Ctx.to_onnx`/:meth:`Ctx.to_perm`; a conversion that really moves data is
+counted in ``Ctx.transposes`` and described in ``Ctx.rewrites`` (the goal is zero
+for the zoo models). A permutation that only moves size-1 axes is a ``reshape``
+and is not counted.
+
+Constants (initializers, ``Constant`` nodes and every node whose inputs are all
+constant) are ``numpy`` arrays in ONNX layout; the importer folds constant nodes by
+running the same handlers eagerly, so shape arithmetic (``Shape -> Gather ->
+Concat -> Reshape``) needs no special code.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+import tensorflow as tf
+from onnx import numpy_helper
+
+from edgelite.errors import ConversionError
+
+#: ``perm`` of a 4-D NCHW ONNX tensor stored NHWC.
+NHWC_PERM = (0, 2, 3, 1)
+
+
+# ----------------------------------------------------------------------------
+# Layout bookkeeping
+# ----------------------------------------------------------------------------
+def inverse_perm(perm: Sequence[int]) -> tuple[int, ...]:
+    """Return the inverse of a permutation."""
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def identity_perm(rank: int) -> tuple[int, ...]:
+    """Return ``(0, 1, ..., rank - 1)``."""
+    return tuple(range(rank))
+
+
+def is_identity(perm: Sequence[int]) -> bool:
+    """Whether ``perm`` leaves every axis in place."""
+    return all(i == p for i, p in enumerate(perm))
+
+
+def moves_data(shape: Sequence[int], perm: Sequence[int]) -> bool:
+    """Whether transposing a tensor of ``shape`` by ``perm`` changes memory order.
+
+    It does not when the axes longer than 1 keep their relative order: then the
+    transpose is a reshape, which TFLite executes for free.
+    """
+    big = [p for p in perm if shape[p] != 1]
+    return big != sorted(big)
+
+
+@dataclass
+class Val:
+    """A value flowing between handlers: a tensor or constant plus its layout.
+
+    Attributes:
+        t: ``np.ndarray`` for constants (always ONNX layout), else a ``tf.Tensor``.
+        perm: ``t == transpose(onnx_value, perm)``.
+        colperm: For 2-D values only: ``t[:, j] == onnx_value[:, colperm[j]]``.
+    """
+
+    t: Any
+    perm: tuple[int, ...]
+    colperm: np.ndarray | None = None
+
+    @property
+    def is_const(self) -> bool:
+        """Whether the value is a numpy constant."""
+        return isinstance(self.t, np.ndarray)
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """Static shape of the stored tensor."""
+        if self.is_const:
+            return tuple(self.t.shape)
+        return tuple(int(d) for d in self.t.shape)
+
+    @property
+    def rank(self) -> int:
+        """Rank of the value (same in ONNX and stored layout)."""
+        return len(self.perm)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Static shape of the value in ONNX layout."""
+        stored = self.stored_shape
+        out = [0] * len(stored)
+        for i, p in enumerate(self.perm):
+            out[p] = stored[i]
+        return tuple(out)
+
+    @property
+    def dtype(self) -> tf.DType:
+        """TensorFlow dtype of the value."""
+        return tf.as_dtype(self.t.dtype)
+
+
+def const(a: Any) -> Val:
+    """Wrap a numpy-convertible value as a constant :class:`Val`."""
+    a = np.asarray(a)
+    return Val(a, identity_perm(a.ndim))
+
+
+def tensor(t: Any, perm: Sequence[int] | None = None, colperm: np.ndarray | None = None) -> Val:
+    """Wrap a tensor as a :class:`Val` (``perm`` defaults to identity)."""
+    rank = len(t.shape)
+    return Val(t, tuple(perm) if perm is not None else identity_perm(rank), colperm)
+
+
+@dataclass
+class Node:
+    """An ONNX node in the importer's own (rewritable) representation."""
+
+    op_type: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+    @classmethod
+    def from_proto(cls, proto: onnx.NodeProto, index: int) -> "Node":
+        """Decode attributes (bytes -> str, tensors -> numpy) of a ``NodeProto``."""
+        attrs: dict[str, Any] = {}
+        for a in proto.attribute:
+            v = onnx.helper.get_attribute_value(a)
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, list) and v and isinstance(v[0], bytes):
+                v = [x.decode() for x in v]
+            elif isinstance(v, onnx.TensorProto):
+                v = numpy_helper.to_array(v)
+            attrs[a.name] = v
+        name = proto.name or f"{proto.op_type}_{index}"
+        return cls(proto.op_type, name, list(proto.input), list(proto.output), attrs,
+                   proto.domain if proto.domain not in ("", "ai.onnx") else "")
+
+    def label(self) -> str:
+        """``"Conv 'conv1'"``: how messages name a node."""
+        return f"{self.op_type} '{self.name}'"
+
+
+class Ctx:
+    """State shared by the handlers during one trace.
+
+    Attributes:
+        opset: The model's default-domain opset version.
+        prelu_rewrite: See :func:`edgelite_convert.onnx_import.import_onnx`.
+        folding: True while a constant node is evaluated eagerly (nothing is
+            recorded then: the work happens at import, not at run time).
+        rewrites: Human-readable list of rewrites applied.
+        transposes: Number of data-moving transposes inserted at run time.
+    """
+
+    def __init__(self, opset: int, *, prelu_rewrite: bool = True):
+        self.opset = opset
+        self.prelu_rewrite = prelu_rewrite
+        self.folding = False
+        self.rewrites: list[str] = []
+        self.transposes = 0
+
+    def note(self, msg: str) -> None:
+        """Record a rewrite (ignored while folding constants)."""
+        if not self.folding:
+            self.rewrites.append(msg)
+
+    def note_transpose(self, reason: str) -> None:
+        """Record a runtime transpose (ignored while folding constants)."""
+        if not self.folding:
+            self.transposes += 1
+            self.rewrites.append(f"runtime transpose inserted: {reason}")
+
+    # -- layout conversions -------------------------------------------------
+    def permute(self, t: Any, r: Sequence[int], reason: str) -> Any:
+        """Return ``transpose(t, r)``, as a reshape when no data moves."""
+        r = tuple(r)
+        if is_identity(r):
+            return t
+        if isinstance(t, np.ndarray):
+            return np.transpose(t, r)
+        shape = [int(d) for d in t.shape]
+        if not moves_data(shape, r):
+            return tf.reshape(t, [shape[p] for p in r])
+        self.note_transpose(reason)
+        return tf.transpose(t, r)
+
+    def to_perm(self, v: Val, perm: Sequence[int], reason: str) -> Any:
+        """Return ``v`` stored with layout ``perm`` (numpy stays numpy)."""
+        perm = tuple(perm)
+        t = self.drop_colperm(v, reason)
+        inv = inverse_perm(v.perm)
+        return self.permute(t, [inv[p] for p in perm], reason)
+
+    def to_onnx(self, v: Val, reason: str) -> Any:
+        """Return ``v`` in ONNX layout (numpy stays numpy)."""
+        return self.to_perm(v, identity_perm(v.rank), reason)
+
+    def drop_colperm(self, v: Val, reason: str) -> Any:
+        """Return ``v.t`` with any ``colperm`` undone (a runtime gather)."""
+        if v.colperm is None:
+            return v.t
+        self.note_transpose(f"{reason} (feature order of a flattened NHWC tensor)")
+        return tf.gather(v.t, np.argsort(v.colperm), axis=-1)
+
+    def const_in(self, node: Node, ins: Sequence[Val | None], i: int, what: str) -> np.ndarray:
+        """Return input ``i`` of ``node``, which must be a constant."""
+        if i >= len(ins) or ins[i] is None:
+            raise ConversionError(f"{node.label()}: missing input {i} ({what})")
+        v = ins[i]
+        if not v.is_const:
+            raise ConversionError(
+                f"{node.label()}: {what} (input '{node.inputs[i]}') must be a constant "
+                "(an initializer or computable from initializers); dynamic values are "
+                "not supported. Fix: export the model with static shapes/parameters.")
+        return v.t
+
+
+def opt_in(ins: Sequence[Val | None], i: int) -> Val | None:
+    """Input ``i`` or None when absent/empty."""
+    return ins[i] if i < len(ins) else None
+
+
+def _np_dtype(v: Val) -> np.dtype:
+    return np.dtype(v.t.dtype.as_numpy_dtype) if not v.is_const else v.t.dtype
+
+
+def _match_dtype(c: np.ndarray, like: Val) -> np.ndarray:
+    """Cast a constant to the dtype of the runtime tensor it combines with."""
+    return np.asarray(c).astype(_np_dtype(like), copy=False)
+
+
+def _layout_const(ctx: Ctx, c: np.ndarray, like: Val) -> np.ndarray:
+    """Lay out an ONNX-layout constant so it broadcasts against ``like``'s stored tensor.
+
+    Constants shaped for NCHW (``[C,1,1]``, ``[1,C,1,1]``) become ``[1,1,1,C]``
+    for an NHWC tensor; a ``colperm`` is applied to the last axis.
+    """
+    c = np.asarray(c)
+    c = c.reshape((1,) * (like.rank - c.ndim) + c.shape)
+    c = np.transpose(c, like.perm)
+    if like.colperm is not None and c.shape[-1] != 1:
+        c = c[..., like.colperm]
+    return c
+
+
+# ----------------------------------------------------------------------------
+# Elementwise
+# ----------------------------------------------------------------------------
+Handler = Callable[[Ctx, Node, list], list]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(*op_types: str) -> Callable[[Handler], Handler]:
+    """Register a handler for one or more ONNX op types."""
+
+    def deco(fn: Handler) -> Handler:
+        for op in op_types:
+            HANDLERS[op] = fn
+        return fn
+
+    return deco
+
+
+def _unary(op_type: str, fn: Callable[[Any, dict], Any]) -> None:
+    def h(ctx: Ctx, node: Node, ins: list) -> list:
+        v = ins[0]
+        return [Val(fn(v.t, node.attrs), v.perm, v.colperm)]
+
+    HANDLERS[op_type] = h
+
+
+def _hard_sigmoid(x: Any, alpha: float, beta: float) -> Any:
+    # clip(y, 0, 1) == relu6(6y) / 6: RELU6 is fused/delegated everywhere in int8,
+    # MINIMUM/MAXIMUM pairs are not.
+    return tf.nn.relu6(x * (6.0 * alpha) + 6.0 * beta) * (1.0 / 6.0)
+
+
+_unary("Relu", lambda x, a: tf.nn.relu(x))
+_unary("Sigmoid", lambda x, a: tf.math.sigmoid(x))
+_unary("Tanh", lambda x, a: tf.math.tanh(x))
+_unary("LeakyRelu", lambda x, a: tf.nn.leaky_relu(x, alpha=float(a.get("alpha", 0.01))))
+_unary("Elu", lambda x, a: tf.nn.elu(x) if float(a.get("alpha", 1.0)) == 1.0
+       else tf.where(x > 0, x, float(a.get("alpha", 1.0)) * (tf.exp(x) - 1.0)))
+_unary("HardSigmoid", lambda x, a: _hard_sigmoid(x, float(a.get("alpha", 0.2)),
+                                                 float(a.get("beta", 0.5))))
+# x * relu6(x + 3) / 6 is the pattern the TFLite converter fuses into HARD_SWISH.
+_unary("HardSwish", lambda x, a: x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0))
+_unary("Neg", lambda x, a: tf.negative(x))
+_unary("Abs", lambda x, a: tf.abs(x))
+_unary("Exp", lambda x, a: tf.exp(x))
+_unary("Log", lambda x, a: tf.math.log(x))
+_unary("Sqrt", lambda x, a: tf.sqrt(x))
+_unary("Reciprocal", lambda x, a: tf.math.reciprocal(x))
+_unary("Floor", lambda x, a: tf.floor(x))
+_unary("Ceil", lambda x, a: tf.math.ceil(x))
+_unary("Softplus", lambda x, a: tf.nn.softplus(x))
+_unary("Identity", lambda x, a: x)
+_unary("Dropout", lambda x, a: x)  # inference: identity (a mask output is refused below)
+
+
+@handler("Clip")
+def _clip(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    if ctx.opset < 11 or "min" in node.attrs or "max" in node.attrs:
+        lo = node.attrs.get("min", -np.inf)
+        hi = node.attrs.get("max", np.inf)
+    else:
+        lo_v, hi_v = opt_in(ins, 1), opt_in(ins, 2)
+        lo = ctx.const_in(node, ins, 1, "min").item() if lo_v is not None else -np.inf
+        hi = ctx.const_in(node, ins, 2, "max").item() if hi_v is not None else np.inf
+    x = v.t
+    if lo == 0 and hi == 6:
+        y = tf.nn.relu6(x)
+    elif lo == 0 and hi == np.inf:
+        y = tf.nn.relu(x)
+    else:
+        y = x
+        dt = _np_dtype(v)
+        if lo != -np.inf:
+            y = tf.maximum(y, np.asarray(lo, dt))
+        if hi != np.inf:
+            y = tf.minimum(y, np.asarray(hi, dt))
+    return [Val(y, v.perm, v.colperm)]
+
+
+def _binary_align(ctx: Ctx, node: Node, a: Val, b: Val) -> tuple[Any, Any, tuple, Any]:
+    """Bring two broadcastable values to one stored layout.
+
+    Returns ``(ta, tb, perm, colperm)`` such that ``op(ta, tb)`` is the result
+    stored with ``perm``/``colperm``.
+    """
+    reason = f"{node.label()} operands in different layouts"
+    if a.is_const and b.is_const:
+        return a.t, b.t, identity_perm(max(a.rank, b.rank)), None
+    if b.is_const or a.is_const:
+        var, c = (a, b) if b.is_const else (b, a)
+        if c.rank <= var.rank:
+            ct = _match_dtype(_layout_const(ctx, c.t, var), var)
+            ta, tb = (var.t, ct) if b.is_const else (ct, var.t)
+            return ta, tb, var.perm, var.colperm
+        tv = ctx.to_onnx(var, reason)
+        ct = _match_dtype(c.t, var)
+        ta, tb = (tv, ct) if b.is_const else (ct, tv)
+        return ta, tb, identity_perm(c.rank), None
+    # Two runtime tensors: lay the lower-rank one out like the higher-rank one.
+    lead, other = (a, b) if (a.rank, not is_identity(a.perm)) >= (b.rank, not is_identity(b.perm)) else (b, a)
+    if a.colperm is not None or b.colperm is not None:
+        if (a.colperm is not None and b.colperm is not None and a.rank == b.rank
+                and np.array_equal(a.colperm, b.colperm)):
+            return a.t, b.t, a.perm, a.colperm
+        ta, tb = ctx.to_onnx(a, reason), ctx.to_onnx(b, reason)
+        return ta, tb, identity_perm(max(a.rank, b.rank)), None
+    if other.rank < lead.rank:
+        o = ctx.to_onnx(other, reason)
+        o_shape = (1,) * (lead.rank - other.rank) + other.shape
+        o = tf.reshape(o, o_shape)
+        o_val = Val(o, identity_perm(lead.rank))
+    else:
+        o_val = other
+    to = ctx.to_perm(o_val, lead.perm, reason)
+    ta, tb = (lead.t, to) if lead is a else (to, lead.t)
+    return ta, tb, lead.perm, None
+
+
+def _binary(op_type: str, fn: Callable[[Any, Any], Any]) -> None:
+    def h(ctx: Ctx, node: Node, ins: list) -> list:
+        a, b = ins[0], ins[1]
+        if op_type == "Div" and b.is_const and not a.is_const and a.dtype.is_floating:
+            # x * (1/c): MUL is delegated in int8 everywhere, DIV is not.
+            b = const((1.0 / b.t.astype(np.float64)).astype(b.t.dtype))
+            ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
+            return [Val(tf.multiply(ta, tb), perm, colperm)]
+        ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
+        return [Val(fn(ta, tb), perm, colperm)]
+
+    HANDLERS[op_type] = h
+
+
+def _div(x: Any, y: Any) -> Any:
+    dt = tf.as_dtype(x.dtype) if not isinstance(x, np.ndarray) else tf.as_dtype(x.dtype)
+    if dt.is_integer:
+        return tf.math.truncatediv(x, y)  # ONNX integer Div truncates like C
+    return tf.math.divide(x, y)
+
+
+_binary("Add", lambda x, y: tf.add(x, y))
+_binary("Sub", lambda x, y: tf.subtract(x, y))
+_binary("Mul", lambda x, y: tf.multiply(x, y))
+_binary("Div", _div)
+_binary("Pow", lambda x, y: tf.pow(x, y))
+
+
+@handler("Max", "Min", "Sum", "Mean")
+def _variadic(ctx: Ctx, node: Node, ins: list) -> list:
+    fn = {"Max": tf.maximum, "Min": tf.minimum, "Sum": tf.add, "Mean": tf.add}[node.op_type]
+    acc = ins[0]
+    for v in ins[1:]:
+        ta, tb, perm, colperm = _binary_align(ctx, node, acc, v)
+        acc = Val(fn(ta, tb), perm, colperm)
+    if node.op_type == "Mean":
+        acc = Val(acc.t * (1.0 / len(ins)), acc.perm, acc.colperm)
+    return [acc]
+
+
+# ----------------------------------------------------------------------------
+# PRelu
+# ----------------------------------------------------------------------------
+#: Which formula replaces per-channel PRelu when ``prelu_rewrite`` is on
+#: (see :func:`_prelu`). Module-level so the benchmark can compare forms.
+PRELU_FORM = "max"
+
+
+def _prelu_naive(x: Any, alpha: np.ndarray) -> Any:
+    # Keras' PReLU formula; the TFLite converter fuses exactly this into PRELU.
+    return tf.nn.relu(x) + (-alpha) * tf.nn.relu(-x)
+
+
+@handler("PRelu")
+def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
+    """PRelu, rewritten for int8 XNNPACK.
+
+    XNNPACK (the default TFLite CPU delegate) has no int8 ``PRELU`` kernel, so a
+    naive int8 PRELU runs in TFLite's slow reference kernel. With
+    ``prelu_rewrite`` the op is replaced by an exact identity made of ops that
+    XNNPACK runs in int8:
+
+    * a scalar slope becomes ``LEAKY_RELU`` (exact for any α);
+    * per-channel slopes all ≤ 1 (negative allowed): ``PReLU(x) = max(x, α·x)``,
+      i.e. ``MUL`` + ``MAXIMUM``;
+    * some slope > 1: ``max`` would be wrong for those channels, so use
+      ``relu(x)·(1-α) + α·x`` (exact for every α; ``RELU``+``MUL``+``MUL``+``ADD``).
+
+    Measured on SFace (27 per-channel PReLUs, int8, ai_edge_litert, x86-64,
+    num_threads=2, median of 50): see ``PRELU_MEASUREMENTS`` in this module.
+    """
+    v = ins[0]
+    slope = opt_in(ins, 1)
+    if slope is None:
+        raise ConversionError(f"{node.label()}: missing slope input")
+    if not slope.is_const:
+        # Runtime slope: the generic identity (no constant to lay out).
+        ta, tb, perm, colperm = _binary_align(ctx, node, v, slope)
+        return [Val(tf.nn.relu(ta) + tb * tf.minimum(ta, 0.0), perm, colperm)]
+    alpha_onnx = slope.t.astype(np.float32)
+    if alpha_onnx.ndim > v.rank:
+        raise ConversionError(f"{node.label()}: slope rank {alpha_onnx.ndim} > input rank {v.rank}")
+    x = v.t
+    alpha = _match_dtype(_layout_const(ctx, alpha_onnx, v), v)
+    lo, hi = float(alpha_onnx.min()), float(alpha_onnx.max())
+    desc = f"PRelu '{node.name}' ({alpha_onnx.size} ch, α∈[{lo:.3g},{hi:.3g}])"
+    if not ctx.prelu_rewrite:
+        y = tf.nn.leaky_relu(x, alpha=lo) if lo == hi else _prelu_naive(x, alpha)
+        return [Val(y, v.perm, v.colperm)]
+    form = PRELU_FORM
+    if lo == hi:
+        y = tf.nn.leaky_relu(x, alpha=lo)
+        ctx.note(f"{desc} -> LEAKY_RELU(α={lo:.4g})")
+    elif form == "naive":
+        y = _prelu_naive(x, alpha)
+    elif hi <= 1.0 and form == "max":
+        y = tf.maximum(x, x * alpha)
+        ctx.note(f"{desc} -> max(x, αx)")
+    else:
+        y = tf.nn.relu(x) * (1.0 - alpha) + x * alpha
+        why = "α>1 so max(x, αx) is not PReLU" if hi > 1.0 else f"form {form!r}"
+        ctx.note(f"{desc} -> relu(x)·(1-α) + α·x ({why})")
+    return [Val(y, v.perm, v.colperm)]
+
+
+# ----------------------------------------------------------------------------
+# Convolution, pooling
+# ----------------------------------------------------------------------------
+def _ints(node: Node, name: str, n: int, default: int) -> list[int]:
+    v = node.attrs.get(name)
+    return [int(x) for x in v] if v is not None else [default] * n
+
+
+@dataclass
+class _Axis:
+    """Geometry of one spatial axis of a window op (conv / pool)."""
+
+    size: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad_begin: int
+    pad_end: int  # as given by the model
+    out: int
+    eff_end: int  # end padding the last window actually reaches
+
+    @property
+    def keff(self) -> int:
+        return (self.kernel - 1) * self.dilation + 1
+
+    def same(self) -> tuple[int, int, int]:
+        """TF 'SAME' geometry: ``(out, pad_begin, pad_end)``."""
+        out = -(-self.size // self.stride)
+        total = max((out - 1) * self.stride + self.keff - self.size, 0)
+        return out, total // 2, total - total // 2
+
+    def is_same(self) -> bool:
+        out, b, _ = self.same()
+        return self.out == out and self.pad_begin == b
+
+    def is_valid(self) -> bool:
+        return self.pad_begin == 0 and self.eff_end <= 0
+
+
+def _window_axes(node: Node, in_hw: Sequence[int], kernel: Sequence[int], ceil_mode: bool = False
+                 ) -> list[_Axis]:
+    """Resolve ONNX pads/auto_pad/strides/dilations into per-axis geometry."""
+    n = len(kernel)
+    strides = _ints(node, "strides", n, 1)
+    dil = _ints(node, "dilations", n, 1)
+    pads = _ints(node, "pads", 2 * n, 0)
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    axes = []
+    for i in range(n):
+        size, k, s, d = in_hw[i], kernel[i], strides[i], dil[i]
+        keff = (k - 1) * d + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = -(-size // s)
+            total = max((out - 1) * s + keff - size, 0)
+            small = total // 2
+            pb = small if auto_pad == "SAME_UPPER" else total - small
+            pe = total - pb
+        elif auto_pad == "VALID":
+            pb = pe = 0
+        elif auto_pad in ("NOTSET", ""):
+            pb, pe = pads[i], pads[i + n]
+        else:
+            raise ConversionError(f"{node.label()}: unknown auto_pad {auto_pad!r}")
+        span = size + pb + pe - keff
+        if ceil_mode:
+            out = -(-span // s) + 1
+            # The last window must start inside the input or the begin padding.
+            if (out - 1) * s >= size + pb:
+                out -= 1
+        else:
+            out = span // s + 1
+        eff_end = (out - 1) * s + keff - size - pb
+        axes.append(_Axis(size, k, s, d, pb, pe, out, eff_end))
+    return axes
+
+
+def _edge_pad(x: Any, axis: int, before: int, after: int) -> Any:
+    """Pad by repeating the border slices (ONNX Pad mode 'edge').
+
+    Built from SLICE + CONCATENATION, which every backend runs in int8; it also
+    pads MaxPool exactly (a replicated border value never beats the real one in
+    the same window) without the -inf that would wreck int8 calibration.
+    """
+    if before <= 0 and after <= 0:
+        return x
+    n = int(x.shape[axis])
+    parts = []
+    if before > 0:
+        parts.extend([_slice_axis(x, axis, 0, 1)] * before)
+    parts.append(x)
+    if after > 0:
+        parts.extend([_slice_axis(x, axis, n - 1, n)] * after)
+    return tf.concat(parts, axis=axis)
+
+
+def _slice_axis(x: Any, axis: int, start: int, stop: int) -> Any:
+    begin = [0] * len(x.shape)
+    size = [-1] * len(x.shape)
+    begin[axis] = start
+    size[axis] = stop - start
+    return tf.slice(x, begin, size)
+
+
+def _pad_nhwc(x: Any, axes: Sequence[_Axis], mode: str = "zero") -> Any:
+    """Apply the padding of ``axes`` (H, W) to an NHWC tensor explicitly."""
+    (ah, aw) = axes
+    ph = (max(ah.pad_begin, 0), max(ah.eff_end, 0))
+    pw = (max(aw.pad_begin, 0), max(aw.eff_end, 0))
+    if mode == "edge":
+        x = _edge_pad(x, 1, *ph)
+        return _edge_pad(x, 2, *pw)
+    if ph == (0, 0) and pw == (0, 0):
+        return x
+    return tf.pad(x, [[0, 0], list(ph), list(pw), [0, 0]])
+
+
+def _choose_padding(ctx: Ctx, node: Node, x: Any, axes: Sequence[_Axis], pad_mode: str = "zero"
+                    ) -> tuple[Any, str]:
+    """Pick TF 'SAME'/'VALID' when they reproduce ONNX's pads, else pad explicitly."""
+    if all(a.is_valid() for a in axes):
+        return x, "VALID"
+    if all(a.is_same() for a in axes):
+        return x, "SAME"
+    ctx.note(f"{node.label()}: pads {[a.pad_begin for a in axes]}/{[a.eff_end for a in axes]} "
+             f"have no SAME/VALID equivalent -> explicit {'PAD' if pad_mode == 'zero' else 'edge pad'}")
+    return _pad_nhwc(x, axes, pad_mode), "VALID"
+
+
+def _nhwc_input(ctx: Ctx, node: Node, v: Val) -> Any:
+    if v.rank != 4:
+        raise ConversionError(
+            f"{node.label()}: only 2-D spatial ops on 4-D NCHW tensors are supported; "
+            f"got rank {v.rank}. Fix: export 1-D/3-D ops as 2-D ones.")
+    t = ctx.to_perm(v, NHWC_PERM, f"{node.label()} needs NHWC")
+    if isinstance(t, np.ndarray):
+        t = tf.constant(t)
+    return t
+
+
+@handler("Conv")
+def _conv(ctx: Ctx, node: Node, ins: list) -> list:
+    x = _nhwc_input(ctx, node, ins[0])
+    w = ctx.const_in(node, ins, 1, "weights").astype(np.float32)
+    bias_v = opt_in(ins, 2)
+    bias = ctx.const_in(node, ins, 2, "bias") if bias_v is not None else None
+    if w.ndim != 4:
+        raise ConversionError(f"{node.label()}: only 2-D convolutions are supported (weights {w.shape})")
+    group = int(node.attrs.get("group", 1))
+    m, cin_g, kh, kw = w.shape
+    c = int(x.shape[-1])
+    if cin_g * group != c:
+        raise ConversionError(f"{node.label()}: weights {w.shape} with group={group} do not match {c} input channels")
+    axes = _window_axes(node, [int(x.shape[1]), int(x.shape[2])], [kh, kw])
+    strides = [1, axes[0].stride, axes[1].stride, 1]
+    dil = [1, axes[0].dilation, axes[1].dilation, 1]
+    x, padding = _choose_padding(ctx, node, x, axes)
+    w = w.astype(_np_dtype(tensor(x)))
+    if group == 1:
+        y = tf.nn.conv2d(x, w.transpose(2, 3, 1, 0), strides, padding, dilations=dil)
+    elif group == c and cin_g == 1 and axes[0].stride == axes[1].stride:
+        mult = m // c
+        # ONNX output channel o = c * mult + j reads input channel c.
+        filt = w.reshape(c, mult, kh, kw).transpose(2, 3, 0, 1)
+        y = tf.nn.depthwise_conv2d(x, filt, strides, padding, dilations=dil[1:3])
+    else:
+        # Grouped conv as split + convs + concat: TFLite's grouped CONV_2D is not
+        # supported by XNNPACK or most delegates, the split form is.
+        xs = tf.split(x, group, axis=-1)
+        mg = m // group
+        ys = [tf.nn.conv2d(xs[g], w[g * mg:(g + 1) * mg].transpose(2, 3, 1, 0), strides, padding, dilations=dil)
+              for g in range(group)]
+        y = tf.concat(ys, axis=-1)
+        ctx.note(f"{node.label()}: group={group} conv -> {group} CONV_2D + CONCATENATION")
+    if bias is not None:
+        y = tf.nn.bias_add(y, bias.astype(_np_dtype(tensor(y))))
+    return [tensor(y, NHWC_PERM)]
+
+
+@handler("ConvTranspose")
+def _conv_transpose(ctx: Ctx, node: Node, ins: list) -> list:
+    x = _nhwc_input(ctx, node, ins[0])
+    w = ctx.const_in(node, ins, 1, "weights").astype(np.float32)
+    bias_v = opt_in(ins, 2)
+    bias = ctx.const_in(node, ins, 2, "bias") if bias_v is not None else None
+    if w.ndim != 4:
+        raise ConversionError(f"{node.label()}: only 2-D transposed convolutions are supported")
+    group = int(node.attrs.get("group", 1))
+    c, m_g, kh, kw = w.shape
+    n, h, wd, _ = (int(d) for d in x.shape)
+    strides = _ints(node, "strides", 2, 1)
+    dil = _ints(node, "dilations", 2, 1)
+    if dil != [1, 1]:
+        raise ConversionError(f"{node.label()}: dilated ConvTranspose is not supported (TFLite "
+                              "TRANSPOSE_CONV has no dilation). Fix: export without dilation.")
+    out_pad = _ints(node, "output_padding", 2, 0)
+    pads = _ints(node, "pads", 4, 0)
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    full = [strides[i] * ([h, wd][i] - 1) + out_pad[i] + (kh, kw)[i] for i in range(2)]
+    out_shape = node.attrs.get("output_shape")
+    if out_shape is not None:
+        out_shape = [int(s) for s in out_shape][-2:]
+    if out_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = out_shape if out_shape is not None else [[h, wd][i] * strides[i] for i in range(2)]
+        pads = [0] * 4
+        for i in range(2):
+            total = full[i] - target[i]
+            # onnxruntime: SAME_UPPER puts the extra padding at the end.
+            if auto_pad == "SAME_LOWER":
+                pads[i], pads[i + 2] = total - total // 2, total // 2
+            else:
+                pads[i], pads[i + 2] = total // 2, total - total // 2
+    elif auto_pad == "VALID":
+        pads = [0] * 4
+    w = w.astype(_np_dtype(tensor(x)))
+
+    def tconv(xg: Any, wg: np.ndarray) -> Any:
+        # ONNX W[c, m, kh, kw] -> TF filter [kh, kw, m, c] (conv2d_transpose is the
+        # gradient of conv2d, the same operation as ONNX ConvTranspose).
+        return tf.nn.conv2d_transpose(xg, wg.transpose(2, 3, 1, 0), [n, full[0], full[1], wg.shape[1]],
+                                      [1, strides[0], strides[1], 1], "VALID")
+
+    if group == 1:
+        y = tconv(x, w)
+    else:
+        xs = tf.split(x, group, axis=-1)
+        cg = c // group
+        y = tf.concat([tconv(xs[g], w[g * cg:(g + 1) * cg]) for g in range(group)], axis=-1)
+    if any(pads):
+        y = y[:, pads[0]:full[0] - pads[2], pads[1]:full[1] - pads[3], :]
+    if bias is not None:
+        y = tf.nn.bias_add(y, bias.astype(_np_dtype(tensor(y))))
+    return [tensor(y, NHWC_PERM)]
+
+
+def _pool_kernel(node: Node) -> list[int]:
+    k = node.attrs.get("kernel_shape")
+    if k is None or len(k) != 2:
+        raise ConversionError(f"{node.label()}: only 2-D pooling is supported (kernel_shape={k})")
+    if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
+        raise ConversionError(f"{node.label()}: dilated pooling is not supported")
+    return [int(d) for d in k]
+
+
+@handler("MaxPool")
+def _maxpool(ctx: Ctx, node: Node, ins: list) -> list:
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise ConversionError(f"{node.label()}: the Indices output of MaxPool is not supported")
+    x = _nhwc_input(ctx, node, ins[0])
+    k = _pool_kernel(node)
+    axes = _window_axes(node, [int(x.shape[1]), int(x.shape[2])], k, bool(node.attrs.get("ceil_mode", 0)))
+    x, padding = _choose_padding(ctx, node, x, axes, pad_mode="edge")
+    y = tf.nn.max_pool2d(x, k, [axes[0].stride, axes[1].stride], padding)
+    return [tensor(y, NHWC_PERM)]
+
+
+def _avg_counts(a: _Axis, include_pad: bool) -> np.ndarray:
+    """Number of elements each output window averages over, along one axis (as onnxruntime)."""
+    counts = np.empty(a.out, np.float64)
+    for o in range(a.out):
+        start = o * a.stride - a.pad_begin
+        end = start + a.kernel
+        if include_pad:
+            counts[o] = min(end, a.size + a.pad_end) - start
+        else:
+            counts[o] = min(end, a.size) - max(start, 0)
+    return counts
+
+
+@handler("AveragePool")
+def _avgpool(ctx: Ctx, node: Node, ins: list) -> list:
+    x = _nhwc_input(ctx, node, ins[0])
+    k = _pool_kernel(node)
+    axes = _window_axes(node, [int(x.shape[1]), int(x.shape[2])], k, bool(node.attrs.get("ceil_mode", 0)))
+    include = bool(node.attrs.get("count_include_pad", 0))
+    strides = [axes[0].stride, axes[1].stride]
+    if all(a.is_valid() for a in axes):
+        y = tf.nn.avg_pool2d(x, k, strides, "VALID")
+    elif not include and all(a.is_same() for a in axes):
+        # TF 'SAME' averages over the valid elements only == count_include_pad=0.
+        y = tf.nn.avg_pool2d(x, k, strides, "SAME")
+    else:
+        # Zero-pad, average over whole windows, then rescale each output by
+        # k_h*k_w / (elements ONNX counts) - a constant map computed here.
+        y = tf.nn.avg_pool2d(_pad_nhwc(x, axes), k, strides, "VALID")
+        ch, cw = _avg_counts(axes[0], include), _avg_counts(axes[1], include)
+        scale = (k[0] * k[1]) / np.outer(ch, cw)
+        if not np.allclose(scale, 1.0):
+            y = y * scale[None, :, :, None].astype(_np_dtype(tensor(y)))
+        ctx.note(f"{node.label()}: explicit pads -> PAD + AVERAGE_POOL_2D"
+                 + (" + MUL (border divisor)" if not np.allclose(scale, 1.0) else ""))
+    return [tensor(y, NHWC_PERM)]
+
+
+@handler("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(ctx: Ctx, node: Node, ins: list) -> list:
+    x = _nhwc_input(ctx, node, ins[0])
+    fn = tf.reduce_mean if node.op_type == "GlobalAveragePool" else tf.reduce_max
+    return [tensor(fn(x, axis=[1, 2], keepdims=True), NHWC_PERM)]
+
+
+@handler("BatchNormalization")
+def _batchnorm(ctx: Ctx, node: Node, ins: list) -> list:
+    if node.attrs.get("training_mode", 0) or any(o for o in node.outputs[1:]):
+        raise ConversionError(f"{node.label()}: training-mode BatchNormalization is not supported. "
+                              "Fix: export the model in eval mode.")
+    v = ins[0]
+    gamma, beta, mean, var = (ctx.const_in(node, ins, i, n).astype(np.float64)
+                              for i, n in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    s = gamma / np.sqrt(var + eps)
+    b = beta - mean * s
+    # Per-channel along ONNX axis 1, laid out for the stored tensor.
+    shape = [1] * v.rank
+    shape[1] = s.size
+    s_c = _match_dtype(_layout_const(ctx, s.reshape(shape), v), v)
+    b_c = _match_dtype(_layout_const(ctx, b.reshape(shape), v), v)
+    return [Val(v.t * s_c + b_c, v.perm, v.colperm)]
+
+
+# ----------------------------------------------------------------------------
+# Resize / Upsample
+# ----------------------------------------------------------------------------
+def _onnx_coords(mode: str, out: int, size: int, scale: float, roi: tuple[float, float] | None = None
+                 ) -> np.ndarray:
+    """Source coordinate of every output index, per ONNX ``coordinate_transformation_mode``."""
+    x = np.arange(out, dtype=np.float64)
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out > 1 else np.zeros(out)
+    if mode == "align_corners":
+        return x * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "tf_half_pixel_for_nn":
+        return (x + 0.5) / scale
+    if mode == "half_pixel_symmetric":
+        adj = out / (scale * size)
+        center = size / 2.0
+        offset = center * (1 - adj)
+        return offset + (x + 0.5) / scale - 0.5
+    raise ConversionError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
+
+
+def _nearest_index(coords: np.ndarray, mode: str, size: int, downsample: bool) -> np.ndarray:
+    if mode == "round_prefer_floor":
+        idx = np.where(coords - np.floor(coords) == 0.5, np.floor(coords), np.round(coords))
+    elif mode == "round_prefer_ceil":
+        idx = np.where(coords - np.floor(coords) == 0.5, np.ceil(coords), np.round(coords))
+    elif mode == "floor":
+        idx = np.floor(coords)
+    elif mode == "ceil":
+        idx = np.ceil(coords)
+    elif mode == "simple":  # legacy Upsample (onnxruntime): ceil when downsampling
+        idx = np.ceil(coords) if downsample else np.trunc(coords)
+    else:
+        raise ConversionError(f"Resize nearest_mode {mode!r} is not supported")
+    return np.clip(idx, 0, size - 1).astype(np.int64)
+
+
+def _tf_nearest_index(out: int, size: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    """Source index TF/TFLite ResizeNearestNeighbor picks (mirrors their float32 kernels)."""
+    scale = np.float32((size - 1) / (out - 1) if (align_corners and out > 1) else size / out)
+    x = np.arange(out, dtype=np.float32) + np.float32(0.5 if half_pixel else 0.0)
+    v = x * scale
+    idx = np.round(v) if align_corners else np.floor(v)
+    # TFLite rounds half away from zero; np.round is half-to-even.
+    if align_corners:
+        idx = np.floor(v + np.float32(0.5))
+    return np.clip(idx, 0, size - 1).astype(np.int64)
+
+
+def _linear_matrix(coords: np.ndarray, size: int) -> np.ndarray:
+    """out x in interpolation matrix of 1-D linear resampling (coordinates clamped)."""
+    c = np.clip(coords, 0, size - 1)
+    lo = np.floor(c).astype(np.int64)
+    hi = np.minimum(lo + 1, size - 1)
+    w = c - lo
+    m = np.zeros((len(coords), size))
+    m[np.arange(len(coords)), lo] += 1 - w
+    m[np.arange(len(coords)), hi] += w
+    return m
+
+
+def _tf_linear_coords(out: int, size: int, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    scale = (size - 1) / (out - 1) if (align_corners and out > 1) else size / out
+    x = np.arange(out, dtype=np.float64)
+    return (x + 0.5) * scale - 0.5 if half_pixel else x * scale
+
+
+_TF_RESIZE_VARIANTS = ((False, False), (True, False), (False, True))
+
+
+def _resize_nhwc(ctx: Ctx, node: Node, v: Val, out_hw: Sequence[int], scales_hw: Sequence[float],
+                 mode: str, coord_mode: str, nearest_mode: str) -> Val:
+    x = _nhwc_input(ctx, node, v)
+    in_hw = [int(x.shape[1]), int(x.shape[2])]
+    if mode == "nearest":
+        want = [_nearest_index(_onnx_coords(coord_mode, out_hw[i], in_hw[i], scales_hw[i]), nearest_mode,
+                               in_hw[i], scales_hw[i] < 1) for i in range(2)]
+        for ac, hp in _TF_RESIZE_VARIANTS:
+            got = [_tf_nearest_index(out_hw[i], in_hw[i], ac, hp) for i in range(2)]
+            if all(np.array_equal(g, w) for g, w in zip(got, want)):
+                y = tf.raw_ops.ResizeNearestNeighbor(images=x, size=list(out_hw), align_corners=ac,
+                                                     half_pixel_centers=hp)
+                return tensor(y, NHWC_PERM)
+        ctx.note(f"{node.label()}: nearest ({coord_mode}, {nearest_mode}) has no TFLite "
+                 "RESIZE_NEAREST_NEIGHBOR equivalent at this size -> GATHER along H and W")
+        y = tf.gather(x, want[0], axis=1)
+        return tensor(tf.gather(y, want[1], axis=2), NHWC_PERM)
+    if mode in ("linear", "bilinear"):
+        want = [_linear_matrix(_onnx_coords(coord_mode, out_hw[i], in_hw[i], scales_hw[i]), in_hw[i])
+                for i in range(2)]
+        for ac, hp in _TF_RESIZE_VARIANTS:
+            got = [_linear_matrix(_tf_linear_coords(out_hw[i], in_hw[i], ac, hp), in_hw[i]) for i in range(2)]
+            if all(np.allclose(g, w, atol=1e-6) for g, w in zip(got, want)):
+                y = tf.raw_ops.ResizeBilinear(images=x, size=list(out_hw), align_corners=ac,
+                                              half_pixel_centers=hp)
+                return tensor(y, NHWC_PERM)
+        ctx.note(f"{node.label()}: linear ({coord_mode}) has no TFLite RESIZE_BILINEAR equivalent "
+                 "at this size -> GATHER + weighted sum along H and W")
+        y = x
+        for i, axis in enumerate((1, 2)):
+            m = want[i]
+            lo = np.argmax(m > 0, axis=1)
+            hi = np.minimum(lo + 1, in_hw[i] - 1)
+            wlo = m[np.arange(len(m)), lo]
+            whi = np.where(hi != lo, m[np.arange(len(m)), hi], 0.0)
+            shape = [1, 1, 1, 1]
+            shape[axis] = len(m)
+            dt = _np_dtype(tensor(y))
+            y = (tf.gather(y, lo, axis=axis) * wlo.reshape(shape).astype(dt)
+                 + tf.gather(y, hi, axis=axis) * whi.reshape(shape).astype(dt))
+        return tensor(y, NHWC_PERM)
+    raise ConversionError(f"{node.label()}: Resize mode {mode!r} is not supported (nearest, linear are). "
+                          "Fix: export with mode='nearest' or 'linear'.")
+
+
+def _resize_geometry(node: Node, v: Val, scales: np.ndarray | None, sizes: np.ndarray | None
+                     ) -> tuple[list[int], list[float]]:
+    shape = v.shape
+    if v.rank != 4:
+        raise ConversionError(f"{node.label()}: only 4-D NCHW resizing is supported (rank {v.rank})")
+    if sizes is not None and sizes.size:
+        sizes = [int(s) for s in sizes]
+        if sizes[:2] != list(shape[:2]):
+            raise ConversionError(f"{node.label()}: resizing N or C is not supported (sizes={sizes})")
+        out = sizes[2:]
+        return out, [out[i] / shape[2 + i] for i in range(2)]
+    if scales is None or not scales.size:
+        raise ConversionError(f"{node.label()}: neither scales nor sizes given")
+    sc = [float(s) for s in scales]
+    if sc[:2] != [1.0, 1.0]:
+        raise ConversionError(f"{node.label()}: resizing N or C is not supported (scales={sc})")
+    return [int(math.floor(shape[2 + i] * sc[2 + i])) for i in range(2)], sc[2:]
+
+
+@handler("Resize")
+def _resize(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    a = node.attrs
+    if a.get("antialias", 0) or a.get("axes") is not None:
+        raise ConversionError(f"{node.label()}: Resize antialias/axes (opset 18) are not supported")
+    if a.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise ConversionError(f"{node.label()}: keep_aspect_ratio_policy is not supported")
+    if ctx.opset < 11:
+        scales = ctx.const_in(node, ins, 1, "scales")
+        sizes = None
+    else:
+        scales = ctx.const_in(node, ins, 2, "scales") if opt_in(ins, 2) is not None else None
+        sizes = ctx.const_in(node, ins, 3, "sizes") if opt_in(ins, 3) is not None else None
+    coord = a.get("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 11 else "asymmetric")
+    if coord == "tf_crop_and_resize":
+        raise ConversionError(f"{node.label()}: tf_crop_and_resize is not supported")
+    out, sc = _resize_geometry(node, v, scales, sizes)
+    mode = a.get("mode", "nearest")
+    return [_resize_nhwc(ctx, node, v, out, sc, mode, coord, a.get("nearest_mode", "round_prefer_floor"))]
+
+
+@handler("Upsample")
+def _upsample(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    scales = node.attrs.get("scales")
+    scales = np.asarray(scales, np.float32) if scales is not None else ctx.const_in(node, ins, 1, "scales")
+    out, sc = _resize_geometry(node, v, scales, None)
+    mode = node.attrs.get("mode", "nearest")
+    return [_resize_nhwc(ctx, node, v, out, sc, mode, "asymmetric", "simple")]
+
+
+# ----------------------------------------------------------------------------
+# Shape ops
+# ----------------------------------------------------------------------------
+def _norm_axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis
+
+
+def _flatten_colperm(v: Val) -> np.ndarray | None:
+    """``colperm`` of flattening ``v`` from axis 1 in its stored layout (None if identity)."""
+    shape = v.shape
+    cp = np.arange(int(np.prod(shape[1:]))).reshape(shape[1:]).transpose([p - 1 for p in v.perm[1:]])
+    cp = cp.ravel()
+    return None if np.array_equal(cp, np.arange(cp.size)) else cp
+
+
+def _flatten_2d(ctx: Ctx, node: Node, v: Val, axis: int) -> Val:
+    shape = v.shape
+    outer = int(np.prod(shape[:axis]))
+    inner = int(np.prod(shape[axis:]))
+    if v.is_const:
+        return const(v.t.reshape(outer, inner))
+    if v.colperm is None and is_identity(v.perm):
+        return tensor(tf.reshape(v.t, [outer, inner]))
+    if axis == 1 and v.perm[0] == 0 and v.colperm is None:
+        # Keep the stored order; a following Gemm/MatMul permutes its weights.
+        return tensor(tf.reshape(v.t, [outer, inner]), colperm=_flatten_colperm(v))
+    t = ctx.to_onnx(v, f"{node.label()} flattens in ONNX order")
+    return tensor(tf.reshape(t, [outer, inner]))
+
+
+@handler("Flatten")
+def _flatten(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    axis = _norm_axis(int(node.attrs.get("axis", 1)), v.rank)
+    return [_flatten_2d(ctx, node, v, axis)]
+
+
+@handler("Reshape")
+def _reshape(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    target = [int(d) for d in ctx.const_in(node, ins, 1, "shape")]
+    shape = v.shape
+    allowzero = int(node.attrs.get("allowzero", 0))
+    for i, d in enumerate(target):
+        if d == 0 and not allowzero:
+            target[i] = shape[i]
+    if -1 in target:
+        known = int(np.prod([d for d in target if d != -1]))
+        target[target.index(-1)] = int(np.prod(shape)) // max(known, 1)
+    if v.is_const:
+        return [const(v.t.reshape(target))]
+    if len(target) == 2 and target[0] == shape[0] and v.rank > 2:
+        return [_flatten_2d(ctx, node, v, 1)]
+    if target == list(shape) and v.colperm is None:
+        return [v]
+    t = ctx.to_onnx(v, f"{node.label()} reshapes in ONNX order")
+    return [tensor(tf.reshape(t, target))]
+
+
+@handler("Transpose")
+def _transpose(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    p = [int(a) for a in node.attrs.get("perm", list(range(v.rank))[::-1])]
+    if v.is_const:
+        return [const(np.transpose(v.t, p))]
+    t = ctx.drop_colperm(v, f"{node.label()}")
+    pinv = inverse_perm(p)
+    # Only the bookkeeping changes: stored = transpose(out, new_perm).
+    new_perm = tuple(pinv[q] for q in v.perm)
+    return [Val(t, new_perm)]
+
+
+@handler("Concat")
+def _concat(ctx: Ctx, node: Node, ins: list) -> list:
+    vals = [v for v in ins if v is not None]
+    rank = vals[0].rank
+    axis = _norm_axis(int(node.attrs["axis"]), rank)
+    if all(v.is_const for v in vals):
+        return [const(np.concatenate([v.t for v in vals], axis=axis))]
+    runtime = [v for v in vals if not v.is_const]
+    perm = runtime[0].perm if all(v.colperm is None for v in runtime) else identity_perm(rank)
+    dt = _np_dtype(runtime[0])
+    parts = [ctx.to_perm(v, perm, f"{node.label()} inputs in different layouts") for v in vals]
+    parts = [p.astype(dt) if isinstance(p, np.ndarray) else p for p in parts]
+    return [tensor(tf.concat(parts, axis=perm.index(axis)), perm)]
+
+
+def _axes_arg(ctx: Ctx, node: Node, ins: list, idx: int) -> list[int] | None:
+    if "axes" in node.attrs:
+        return [int(a) for a in node.attrs["axes"]]
+    if opt_in(ins, idx) is not None:
+        return [int(a) for a in np.ravel(ctx.const_in(node, ins, idx, "axes"))]
+    return None
+
+
+def _drop_axes(v: Val, axes: Sequence[int]) -> tuple[list[int], tuple[int, ...]]:
+    """Stored axes to remove for ONNX ``axes``, and the perm of what remains."""
+    stored = [i for i, q in enumerate(v.perm) if q in axes]
+    kept = [q for q in v.perm if q not in axes]
+    order = sorted(kept)
+    return stored, tuple(order.index(q) for q in kept)
+
+
+@handler("Squeeze")
+def _squeeze(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    axes = _axes_arg(ctx, node, ins, 1)
+    shape = v.shape
+    if axes is None:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    axes = [_norm_axis(a, v.rank) for a in axes]
+    if v.is_const:
+        return [const(np.squeeze(v.t, axis=tuple(axes)))]
+    t = ctx.drop_colperm(v, node.label()) if v.colperm is not None else v.t
+    stored, perm = _drop_axes(v, axes)
+    return [tensor(tf.squeeze(t, axis=stored), perm)]
+
+
+@handler("Unsqueeze")
+def _unsqueeze(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    axes = _axes_arg(ctx, node, ins, 1)
+    out_rank = v.rank + len(axes)
+    axes = sorted(_norm_axis(a, out_rank) for a in axes)
+    shape = list(v.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    if v.is_const:
+        return [const(v.t.reshape(shape))]
+    t = ctx.to_onnx(v, f"{node.label()} inserts axes in ONNX order")
+    return [tensor(tf.reshape(t, shape))]
+
+
+@handler("Softmax", "LogSoftmax")
+def _softmax(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    fn = tf.nn.softmax if node.op_type == "Softmax" else tf.nn.log_softmax
+    if ctx.opset < 13:
+        axis = _norm_axis(int(node.attrs.get("axis", 1)), v.rank)
+        if axis != v.rank - 1:
+            # Opset < 13 semantics: softmax over the flattened trailing block.
+            shape = v.shape
+            t = ctx.to_onnx(v, f"{node.label()} (opset<13) runs on the flattened [..., axis:] block")
+            y = fn(tf.reshape(t, [int(np.prod(shape[:axis])), -1]), axis=-1)
+            return [tensor(tf.reshape(y, shape))]
+    else:
+        axis = _norm_axis(int(node.attrs.get("axis", -1)), v.rank)
+    if v.colperm is not None:
+        return [Val(fn(v.t, axis=-1), v.perm, v.colperm)] if axis == 1 and v.rank == 2 else \
+            [tensor(fn(ctx.to_onnx(v, node.label()), axis=axis))]
+    stored_axis = v.perm.index(axis)
+    if stored_axis != v.rank - 1:
+        ctx.note(f"{node.label()}: softmax over a non-last stored axis (TFLite adds TRANSPOSEs)")
+    return [Val(fn(v.t, axis=stored_axis), v.perm)]
+
+
+@handler("Pad")
+def _pad(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    mode = node.attrs.get("mode", "constant")
+    if "pads" in node.attrs:
+        pads = [int(p) for p in node.attrs["pads"]]
+        value = float(node.attrs.get("value", 0.0))
+    else:
+        pads = [int(p) for p in ctx.const_in(node, ins, 1, "pads")]
+        value = float(ctx.const_in(node, ins, 2, "constant_value")) if opt_in(ins, 2) is not None else 0.0
+    if opt_in(ins, 3) is not None:
+        raise ConversionError(f"{node.label()}: the axes input of Pad (opset 18) is not supported")
+    r = v.rank
+    begin, end = pads[:r], pads[r:]
+    t = ctx.drop_colperm(v, node.label()) if v.colperm is not None else v.t
+    if isinstance(t, np.ndarray):
+        t = tf.constant(t)
+    sb = [begin[q] for q in v.perm]
+    se = [end[q] for q in v.perm]
+    # Negative pads crop.
+    if any(p < 0 for p in sb + se):
+        shp = [int(d) for d in t.shape]
+        t = tf.slice(t, [max(-p, 0) for p in sb], [shp[i] - max(-sb[i], 0) - max(-se[i], 0) for i in range(r)])
+        sb, se = [max(p, 0) for p in sb], [max(p, 0) for p in se]
+    if mode == "constant":
+        y = tf.pad(t, list(zip(sb, se)), constant_values=value)
+    elif mode == "reflect":
+        y = tf.pad(t, list(zip(sb, se)), mode="REFLECT")
+    elif mode == "edge":
+        y = t
+        for i in range(r):
+            y = _edge_pad(y, i, sb[i], se[i])
+    else:
+        raise ConversionError(f"{node.label()}: Pad mode {mode!r} is not supported")
+    return [tensor(y, v.perm)]
+
+
+@handler("Gemm")
+def _gemm(ctx: Ctx, node: Node, ins: list) -> list:
+    a, b = ins[0], ins[1]
+    c = opt_in(ins, 2)
+    alpha = float(node.attrs.get("alpha", 1.0))
+    beta = float(node.attrs.get("beta", 1.0))
+    trans_a = int(node.attrs.get("transA", 0))
+    trans_b = int(node.attrs.get("transB", 0))
+    if b.is_const:
+        w = b.t.T if trans_b else b.t
+        if alpha != 1.0:
+            w = w * alpha
+        if a.colperm is not None and not trans_a:
+            w = w[a.colperm]  # absorb the flattened NHWC feature order (no runtime op)
+            x = a.t
+        else:
+            x = ctx.to_onnx(a, f"{node.label()} input")
+            if trans_a:
+                x = tf.transpose(x)
+                ctx.note_transpose(f"{node.label()} transA=1")
+        w = _match_dtype(w, a)
+        y = tf.matmul(x, w)
+    else:
+        x = ctx.to_onnx(a, f"{node.label()} input")
+        bt = ctx.to_onnx(b, f"{node.label()} input")
+        y = tf.matmul(x, bt, transpose_a=bool(trans_a), transpose_b=bool(trans_b))
+        if alpha != 1.0:
+            y = y * alpha
+    if c is not None and beta != 0.0:
+        if c.is_const:
+            y = y + _match_dtype(c.t * beta, a)
+        else:
+            y = y + ctx.to_onnx(c, node.label()) * beta
+    return [tensor(y)]
+
+
+@handler("MatMul")
+def _matmul(ctx: Ctx, node: Node, ins: list) -> list:
+    a, b = ins[0], ins[1]
+    if b.is_const and b.rank == 2 and a.rank >= 2:
+        w = _match_dtype(b.t, a)
+        if a.colperm is not None:
+            return [tensor(tf.matmul(a.t, w[a.colperm]))]
+        if a.perm[-1] == a.rank - 1:
+            # Contraction over the last axis works in any stored layout that keeps
+            # it last; flatten the rest so TFLite gets one FULLY_CONNECTED.
+            shp = list(a.stored_shape)
+            y = tf.matmul(tf.reshape(a.t, [-1, shp[-1]]), w) if a.rank > 2 else tf.matmul(a.t, w)
+            if a.rank > 2:
+                y = tf.reshape(y, shp[:-1] + [w.shape[1]])
+            return [tensor(y, a.perm)]
+    if a.rank < 2 or b.rank < 2:
+        raise ConversionError(f"{node.label()}: MatMul with a 1-D operand is not supported")
+    ta = ctx.to_onnx(a, f"{node.label()} input")
+    tb = ctx.to_onnx(b, f"{node.label()} input")
+    if isinstance(tb, np.ndarray):
+        tb = _match_dtype(tb, a)
+    return [tensor(tf.matmul(ta, tb))]
+
+
+# ----------------------------------------------------------------------------
+# Small ops that mostly appear in constant (shape) subgraphs
+# ----------------------------------------------------------------------------
+@handler("Constant")
+def _constant(ctx: Ctx, node: Node, ins: list) -> list:
+    a = node.attrs
+    if "value" in a:
+        return [const(a["value"])]
+    for key, dt in (("value_float", np.float32), ("value_floats", np.float32),
+                    ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in a:
+            return [const(np.asarray(a[key], dt))]
+    raise ConversionError(f"{node.label()}: only dense numeric Constant values are supported")
+
+
+@handler("ConstantOfShape")
+def _constant_of_shape(ctx: Ctx, node: Node, ins: list) -> list:
+    shape = [int(d) for d in ctx.const_in(node, ins, 0, "shape")]
+    value = node.attrs.get("value", np.zeros(1, np.float32))
+    return [const(np.full(shape, np.ravel(value)[0], dtype=np.asarray(value).dtype))]
+
+
+@handler("Shape")
+def _shape(ctx: Ctx, node: Node, ins: list) -> list:
+    shape = np.asarray(ins[0].shape, np.int64)
+    start = int(node.attrs.get("start", 0))
+    end = node.attrs.get("end")
+    return [const(shape[start:end] if end is not None else shape[start:])]
+
+
+_ONNX_TO_NP: dict[int, np.dtype] = {}
+for _t in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8,
+           onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+           onnx.TensorProto.BOOL):
+    _ONNX_TO_NP[_t] = onnx.helper.tensor_dtype_to_np_dtype(_t)
+
+
+@handler("Cast")
+def _cast(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    to = int(node.attrs["to"])
+    if to not in _ONNX_TO_NP:
+        raise ConversionError(f"{node.label()}: Cast to {onnx.TensorProto.DataType.Name(to)} is not supported")
+    dt = _ONNX_TO_NP[to]
+    if v.is_const:
+        return [const(v.t.astype(dt))]
+    return [Val(tf.cast(v.t, tf.as_dtype(dt)), v.perm, v.colperm)]
+
+
+@handler("Gather")
+def _gather(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    idx = ctx.const_in(node, ins, 1, "indices").astype(np.int64)
+    axis = _norm_axis(int(node.attrs.get("axis", 0)), v.rank)
+    idx = np.where(idx < 0, idx + v.shape[axis], idx)
+    if v.is_const:
+        return [const(np.take(v.t, idx, axis=axis))]
+    if idx.ndim <= 1 and v.colperm is None:
+        stored_axis = v.perm.index(axis)
+        y = tf.gather(v.t, idx, axis=stored_axis)
+        if idx.ndim == 0:
+            _, perm = _drop_axes(v, [axis])
+            return [tensor(y, perm)]
+        return [tensor(y, v.perm)]
+    t = ctx.to_onnx(v, node.label())
+    return [tensor(tf.gather(t, idx, axis=axis))]
+
+
+@handler("Slice")
+def _slice(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    if ctx.opset < 10:
+        starts, ends = node.attrs["starts"], node.attrs["ends"]
+        axes = node.attrs.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = [int(s) for s in ctx.const_in(node, ins, 1, "starts")]
+        ends = [int(s) for s in ctx.const_in(node, ins, 2, "ends")]
+        axes = ([int(s) for s in ctx.const_in(node, ins, 3, "axes")] if opt_in(ins, 3) is not None
+                else list(range(len(starts))))
+        steps = [int(s) for s in ctx.const_in(node, ins, 4, "steps")] if opt_in(ins, 4) is not None \
+            else [1] * len(starts)
+    shape = v.shape
+    sl = [slice(None)] * v.rank
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = _norm_axis(int(a), v.rank)
+        n = shape[a]
+        # Clamp like ONNX (INT64_MAX / very negative ends are common).
+        s, e = int(s), int(e)
+        s = s + n if s < 0 else s
+        e = e + n if e < 0 else e
+        if st > 0:
+            s, e = min(max(s, 0), n), min(max(e, 0), n)
+        else:
+            s, e = min(max(s, 0), n - 1), min(max(e, -1), n - 1)
+        sl[a] = slice(s, e if e >= 0 else None, st)
+    if v.is_const:
+        return [const(v.t[tuple(sl)])]
+    t = ctx.drop_colperm(v, node.label()) if v.colperm is not None else v.t
+    stored = tuple(sl[q] for q in v.perm)
+    return [tensor(t[stored], v.perm)]
+
+
+@handler("Split")
+def _split(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    axis = _norm_axis(int(node.attrs.get("axis", 0)), v.rank)
+    n_out = len(node.outputs)
+    if "split" in node.attrs:
+        sizes = [int(s) for s in node.attrs["split"]]
+    elif opt_in(ins, 1) is not None:
+        sizes = [int(s) for s in ctx.const_in(node, ins, 1, "split")]
+    else:
+        dim = v.shape[axis]
+        chunk = -(-dim // n_out)
+        sizes = [min(chunk, dim - i * chunk) for i in range(n_out)]
+    if v.is_const:
+        return [const(p) for p in np.split(v.t, np.cumsum(sizes)[:-1], axis=axis)]
+    t = ctx.drop_colperm(v, node.label()) if v.colperm is not None else v.t
+    return [tensor(p, v.perm) for p in tf.split(t, sizes, axis=v.perm.index(axis))]
+
+
+@handler("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd")
+def _reduce(ctx: Ctx, node: Node, ins: list) -> list:
+    v = ins[0]
+    fn = {"ReduceMean": tf.reduce_mean, "ReduceMax": tf.reduce_max, "ReduceMin": tf.reduce_min,
+          "ReduceSum": tf.reduce_sum, "ReduceProd": tf.reduce_prod}[node.op_type]
+    axes = _axes_arg(ctx, node, ins, 1)
+    keep = bool(node.attrs.get("keepdims", 1))
+    if axes is None or not axes:
+        if node.attrs.get("noop_with_empty_axes", 0):
+            return [v]
+        axes = list(range(v.rank))
+    axes = sorted(_norm_axis(a, v.rank) for a in axes)
+    # Reducing the flattened feature axis does not care about its order.
+    t = v.t if v.colperm is None or v.rank - 1 in axes else ctx.drop_colperm(v, node.label())
+    stored = [v.perm.index(a) for a in axes]
+    y = fn(t, axis=stored, keepdims=keep)
+    if keep:
+        return [tensor(y, v.perm)]
+    _, perm = _drop_axes(v, axes)
+    return [tensor(y, perm)]
+
+
+#: Every ONNX op type (default domain) the importer converts.
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(HANDLERS))

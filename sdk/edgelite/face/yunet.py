@@ -1,0 +1,329 @@
+"""YuNet (2023mar) face detector: input preprocessing and output decoding.
+
+The network is a fully-convolutional, anchor-free detector with three heads at
+strides 8, 16 and 32. For an input of ``H x W`` (both multiples of 32) each head
+predicts, for every cell of its ``(H/s) x (W/s)`` grid in row-major order:
+
+* ``cls_s`` ``[1, N, 1]`` and ``obj_s`` ``[1, N, 1]``: class and objectness
+  probabilities; score = ``sqrt(clip(cls, 0, 1) * clip(obj, 0, 1))``;
+* ``bbox_s`` ``[1, N, 4]``: ``(dx, dy, log w, log h)`` in units of the stride, with
+  centre ``((col + dx) * s, (row + dy) * s)`` and size ``(exp(log w) * s, exp(log h) * s)``;
+* ``kps_s`` ``[1, N, 10]``: five ``(dx, dy)`` landmark offsets, point
+  ``((col + dx) * s, (row + dy) * s)``.
+
+Note the prior sits at the cell's top-left corner ``(col * s, row * s)``, not at
+its centre. This is exactly what OpenCV's ``cv::FaceDetectorYN`` computes; we
+checked our decoder against ``cv2.FaceDetectorYN`` (OpenCV 4.14) on the demo photos:
+identical boxes and landmarks to < 1e-4 px (``tests/test_yunet_decode.py``).
+
+Preprocessing the network expects (see :data:`YUNET_PREPROCESS`): **BGR** channel
+order, ``float32`` values 0..255 with no mean/std normalisation. The ONNX model is
+NCHW 640x640; the TFLite builds are NHWC and may be built at other sizes. OpenCV
+does not resize: it pads the image bottom/right with zeros up to a multiple of 32.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from .geometry import ResizeMode, ResizePlan, nms, plan_resize
+from .types import DetectionResult, Face
+
+#: Strides of the three detection heads.
+YUNET_STRIDES: tuple[int, ...] = (8, 16, 32)
+
+#: The twelve output tensor names, grouped by kind then stride (the ONNX order).
+YUNET_OUTPUT_NAMES: tuple[str, ...] = tuple(
+    f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in YUNET_STRIDES
+)
+
+#: Channels per output kind.
+_KIND_CHANNELS = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+
+#: What the network expects as input. ``size`` is the (height, width) of the
+#: published ONNX model; other sizes work if both are multiples of ``size_multiple``.
+#: ``colour`` is BGR because the model was trained on OpenCV-loaded images —
+#: edgelite images are RGB, so :func:`preprocess_yunet` swaps the channels.
+YUNET_PREPROCESS: Mapping[str, Any] = MappingProxyType(
+    {
+        "size": (640, 640),
+        "size_multiple": 32,
+        "colour": "BGR",
+        "mean": 0.0,
+        "std": 1.0,
+        "dtype": "float32",
+        "range": (0.0, 255.0),
+        "layout": "NCHW",  # the ONNX model; edgelite's TFLite builds are NHWC
+        "tflite_layout": "NHWC",
+        "pad_value": 0,
+    }
+)
+
+#: Default score threshold. 0.6 is the default of the OpenCV Zoo YuNet wrapper
+#: (``cv2.FaceDetectorYN.create`` itself defaults to 0.9, which drops faces
+#: narrower than ~14 input px); real faces on the demo photos score 0.86-0.96,
+#: 10-12 px faces 0.5-0.85.
+DEFAULT_SCORE_THRESHOLD: float = 0.6
+#: Default NMS IoU threshold, as OpenCV.
+DEFAULT_NMS_THRESHOLD: float = 0.3
+#: Default pre-NMS candidate cap, as OpenCV.
+DEFAULT_TOP_K: int = 5000
+
+
+class TensorLayout(str, Enum):
+    """Memory layout of an image batch tensor."""
+
+    NHWC = "NHWC"
+    NCHW = "NCHW"
+
+
+def _check_input_hw(input_hw: Any) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in input_hw)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"input_hw must be (height, width), got {input_hw!r}") from exc
+    m = max(YUNET_STRIDES)
+    if h <= 0 or w <= 0 or h % m or w % m:
+        raise InputError(
+            f"YuNet input size must be positive multiples of {m} (its coarsest stride), got {(h, w)}; "
+            f"pad or resize the image to e.g. {(-(-max(h, 1) // m) * m, -(-max(w, 1) // m) * m)}"
+        )
+    return h, w
+
+
+def yunet_priors(input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid priors for all three heads, concatenated in output order.
+
+    Returns:
+        ``(cols, rows, strides)``, each ``float32 (N_total,)``, read-only.
+    """
+    return _priors(*_check_input_hw(input_hw))
+
+
+@functools.lru_cache(maxsize=16)  # priors depend only on the size; a camera loop reuses one
+def _priors(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cols, rows, strides = [], [], []
+    for s in YUNET_STRIDES:
+        nr, nc = h // s, w // s
+        r, c = np.divmod(np.arange(nr * nc, dtype=np.int64), nc)  # row-major
+        cols.append(c)
+        rows.append(r)
+        strides.append(np.full(nr * nc, s))
+    out = tuple(np.concatenate(v).astype(np.float32) for v in (cols, rows, strides))
+    for a in out:
+        a.setflags(write=False)
+    return out  # type: ignore[return-value]
+
+
+def _gather(outputs: Mapping[str, Any], input_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Validate the 12 outputs and concatenate each kind over strides as (N_total, C)."""
+    if not isinstance(outputs, Mapping):
+        raise InputError(
+            f"YuNet outputs must be a mapping name -> array with keys {list(YUNET_OUTPUT_NAMES)}, "
+            f"got {type(outputs).__name__}"
+        )
+    missing = [n for n in YUNET_OUTPUT_NAMES if n not in outputs]
+    if missing:
+        raise InputError(
+            f"YuNet outputs are missing {missing}; got keys {sorted(outputs)}. "
+            "The model's output tensors must keep the 2023mar names (cls_8 ... kps_32)."
+        )
+    h, w = input_hw
+    merged: dict[str, np.ndarray] = {}
+    for kind, ch in _KIND_CHANNELS.items():
+        parts = []
+        for s in YUNET_STRIDES:
+            name = f"{kind}_{s}"
+            arr = np.asarray(outputs[name])
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise InputError(
+                    f"YuNet output {name} has dtype {arr.dtype}; dequantize int8 outputs to float first"
+                )
+            n = (h // s) * (w // s)
+            if arr.size != n * ch:
+                raise InputError(
+                    f"YuNet output {name} has shape {arr.shape}, expected [1, {n}, {ch}] for input "
+                    f"{input_hw} ((H/{s})*(W/{s}) = {n} cells); was the model built for another size?"
+                )
+            parts.append(arr.reshape(n, ch).astype(np.float32, copy=False))
+        merged[kind] = np.concatenate(parts, axis=0)
+    return merged
+
+
+def _decode_rows(m: dict[str, np.ndarray], priors, sel: np.ndarray):
+    cols, rows, strides = (p[sel] for p in priors)
+    bb = m["bbox"][sel]
+    kp = m["kps"][sel]
+    cx = (cols + bb[:, 0]) * strides
+    cy = (rows + bb[:, 1]) * strides
+    # Clamp the log-size so garbage outputs cannot overflow exp() into inf boxes.
+    bw = np.exp(np.minimum(bb[:, 2], 20.0)) * strides
+    bh = np.exp(np.minimum(bb[:, 3], 20.0)) * strides
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    lx = (kp[:, 0::2] + cols[:, None]) * strides[:, None]
+    ly = (kp[:, 1::2] + rows[:, None]) * strides[:, None]
+    landmarks = np.stack([lx, ly], axis=2)
+    return boxes.astype(np.float32), landmarks.astype(np.float32)
+
+
+def _scores(m: dict[str, np.ndarray]) -> np.ndarray:
+    cls = np.clip(m["cls"][:, 0], 0.0, 1.0)
+    obj = np.clip(m["obj"][:, 0], 0.0, 1.0)
+    return np.sqrt(cls * obj)
+
+
+def decode_yunet_raw(
+    outputs: Mapping[str, Any], input_hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode every prior, without thresholding or NMS (for analysis and tests).
+
+    Args:
+        outputs: name -> float array, the 12 tensors of :data:`YUNET_OUTPUT_NAMES`.
+        input_hw: the network input ``(height, width)`` the outputs belong to.
+
+    Returns:
+        ``(boxes (N, 4), landmarks (N, 5, 2), scores (N,))`` ``float32`` in
+        input pixels, N = all priors over the three strides.
+    """
+    hw = _check_input_hw(input_hw)
+    m = _gather(outputs, hw)
+    priors = yunet_priors(hw)
+    sel = np.arange(priors[0].shape[0])
+    boxes, landmarks = _decode_rows(m, priors, sel)
+    return boxes, landmarks, _scores(m).astype(np.float32)
+
+
+def decode_yunet(
+    outputs: Mapping[str, Any],
+    input_hw: tuple[int, int],
+    *,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    nms_threshold: float = DEFAULT_NMS_THRESHOLD,
+    top_k: int = DEFAULT_TOP_K,
+    max_faces: int | None = None,
+    plan: ResizePlan | None = None,
+) -> DetectionResult:
+    """Turn YuNet outputs into faces.
+
+    Steps, in OpenCV's order: score every prior, keep ``score >= score_threshold``,
+    decode those, keep the ``top_k`` best, greedy NMS at ``nms_threshold`` (in
+    input pixels, as OpenCV), then map to source pixels with ``plan``.
+
+    Args:
+        outputs: name -> float array for the 12 tensors in :data:`YUNET_OUTPUT_NAMES`
+            (shapes ``[1, N, C]``; int8 outputs must be dequantized first).
+        input_hw: network input ``(height, width)``; multiples of 32.
+        score_threshold: minimum face score (default :data:`DEFAULT_SCORE_THRESHOLD`).
+        nms_threshold: IoU above which a lower-scored box is suppressed.
+        top_k: pre-NMS candidate cap.
+        max_faces: keep at most this many faces after NMS (``None``: all).
+        plan: the :class:`ResizePlan` used to make the input; boxes and landmarks
+            are mapped back to the source image. ``None``: input pixels.
+
+    Returns:
+        :class:`DetectionResult` sorted by descending score.
+    """
+    hw = _check_input_hw(input_hw)
+    thr = float(score_threshold)
+    if not (0.0 <= thr <= 1.0):
+        raise InputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+    if not (0.0 <= float(nms_threshold) <= 1.0):
+        raise InputError(f"nms_threshold must be in [0, 1], got {nms_threshold!r}")
+    if not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise InputError(f"top_k must be a positive int, got {top_k!r}")
+    if plan is not None:
+        if not isinstance(plan, ResizePlan):
+            raise InputError(f"plan must be a ResizePlan or None, got {type(plan).__name__}")
+        if plan.dst_hw != hw:
+            raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
+    m = _gather(outputs, hw)
+    scores = _scores(m)
+    sel = np.flatnonzero(scores >= thr)
+    boxes, landmarks = _decode_rows(m, yunet_priors(hw), sel)
+    sc = scores[sel]
+    keep = nms(boxes, sc, iou_threshold=float(nms_threshold), top_k=int(top_k), max_output=max_faces)
+    boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
+    image_hw = hw
+    if plan is not None:
+        boxes, landmarks = plan.to_original(boxes, landmarks)
+        image_hw = plan.src_hw
+    faces = tuple(
+        Face(box=b, landmarks=l, score=min(1.0, float(s))) for b, l, s in zip(boxes, landmarks, sc)
+    )
+    return DetectionResult(faces=faces, image_hw=image_hw)
+
+
+def preprocess_yunet(
+    image_rgb: np.ndarray,
+    input_hw: tuple[int, int] = YUNET_PREPROCESS["size"],
+    *,
+    mode: ResizeMode | str = ResizeMode.LETTERBOX,
+    layout: TensorLayout | str = TensorLayout.NHWC,
+    use_cv2: bool | None = None,
+) -> tuple[np.ndarray, ResizePlan]:
+    """Make a YuNet input tensor from an RGB image.
+
+    Resizes/pads with :func:`~edgelite.face.geometry.plan_resize` (letterbox anchored
+    top-left by default, zero padding like OpenCV), swaps RGB to **BGR**, and
+    returns ``float32`` 0..255 values — no normalisation. A quantized (int8) model
+    input still needs ``edgelite.quantize`` with the model's input scale/zero point.
+
+    Args:
+        image_rgb: HWC ``uint8`` **RGB** image (edgelite convention).
+        input_hw: network input ``(height, width)``; multiples of 32.
+        mode: letterbox (keeps aspect) or stretch.
+        layout: ``NHWC`` (TFLite) or ``NCHW`` (the ONNX model).
+        use_cv2: see :func:`~edgelite.face.geometry.resize_image`.
+
+    Returns:
+        ``(tensor [1, H, W, 3] or [1, 3, H, W] float32 BGR, plan)``.
+    """
+    img = np.asarray(image_rgb)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.size == 0:
+        raise InputError(
+            f"image must be HWC uint8 RGB (edgelite.load_image gives that), got {img.dtype} {img.shape}"
+        )
+    hw = _check_input_hw(input_hw)
+    try:
+        lay = TensorLayout(layout)
+    except ValueError:
+        raise InputError(f"layout must be one of {[v.value for v in TensorLayout]}, got {layout!r}") from None
+    plan = plan_resize(img.shape[:2], hw, mode)
+    canvas = plan.apply(img, pad_value=YUNET_PREPROCESS["pad_value"], use_cv2=use_cv2)
+    bgr = canvas[:, :, ::-1].astype(np.float32)
+    tensor = bgr[None] if lay is TensorLayout.NHWC else bgr.transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(tensor), plan
+
+
+def padded_input_hw(image_hw: tuple[int, int], multiple: int = 32) -> tuple[int, int]:
+    """The input size OpenCV's ``FaceDetectorYN`` uses for an image: sides rounded up to ``multiple``.
+
+    Use with ``plan_resize(image_hw, padded_input_hw(image_hw), "pad")`` to feed a
+    variable-size model exactly as OpenCV does.
+    """
+    h, w = (int(v) for v in image_hw)
+    if h <= 0 or w <= 0:
+        raise InputError(f"image_hw must be positive, got {image_hw!r}")
+    return (int(math.ceil(h / multiple) * multiple), int(math.ceil(w / multiple) * multiple))
+
+
+__all__ = [
+    "YUNET_STRIDES",
+    "YUNET_OUTPUT_NAMES",
+    "YUNET_PREPROCESS",
+    "DEFAULT_SCORE_THRESHOLD",
+    "DEFAULT_NMS_THRESHOLD",
+    "DEFAULT_TOP_K",
+    "TensorLayout",
+    "yunet_priors",
+    "decode_yunet_raw",
+    "decode_yunet",
+    "preprocess_yunet",
+    "padded_input_hw",
+]
