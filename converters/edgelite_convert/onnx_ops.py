@@ -431,33 +431,57 @@ def _variadic(ctx: Ctx, node: Node, ins: list) -> list:
 # ----------------------------------------------------------------------------
 # PRelu
 # ----------------------------------------------------------------------------
-#: Which formula replaces per-channel PRelu when ``prelu_rewrite`` is on
-#: (see :func:`_prelu`). Module-level so the benchmark can compare forms.
-PRELU_FORM = "max"
-
-
 def _prelu_naive(x: Any, alpha: np.ndarray) -> Any:
-    # Keras' PReLU formula; the TFLite converter fuses exactly this into PRELU.
-    return tf.nn.relu(x) + (-alpha) * tf.nn.relu(-x)
+    """Keras' PReLU formula, which the TFLite converter fuses into one PRELU op.
+
+    The converter's pattern only matches a slope of rank ``rank(x) - 1`` (Keras'
+    ``(H, W, C)`` layout), so the leading batch axis of the slope is dropped.
+    """
+    if alpha.ndim == len(x.shape) and alpha.shape[0] == 1:
+        alpha = alpha.reshape(alpha.shape[1:])
+    return tf.nn.relu(x) + tf.nn.relu(-x) * (-alpha)
 
 
 @handler("PRelu")
 def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
-    """PRelu, rewritten for int8 XNNPACK.
+    """PRelu, rewritten (``prelu_rewrite``) into ops XNNPACK runs in int8.
 
-    XNNPACK (the default TFLite CPU delegate) has no int8 ``PRELU`` kernel, so a
-    naive int8 PRELU runs in TFLite's slow reference kernel. With
-    ``prelu_rewrite`` the op is replaced by an exact identity made of ops that
-    XNNPACK runs in int8:
+    XNNPACK (TFLite's default CPU backend) has no int8 ``PRELU`` kernel and does
+    not delegate a standalone int8 ``RELU`` either; both fall back to TFLite's
+    reference kernels and split the delegated graph. The rewrite is an exact
+    identity built from delegated int8 ops only:
 
-    * a scalar slope becomes ``LEAKY_RELU`` (exact for any α);
-    * per-channel slopes all ≤ 1 (negative allowed): ``PReLU(x) = max(x, α·x)``,
-      i.e. ``MUL`` + ``MAXIMUM``;
-    * some slope > 1: ``max`` would be wrong for those channels, so use
-      ``relu(x)·(1-α) + α·x`` (exact for every α; ``RELU``+``MUL``+``MUL``+``ADD``).
+    * one slope for every channel: ``LEAKY_RELU(α)``;
+    * per-channel slopes all ≤ 1 (negative allowed):
+      ``x + relu((α-1)·x)`` = ``MUL`` with a fused ``RELU`` + ``ADD``;
+    * some slope > 1 (``(α-1)·x`` changes sign there, so the RELU cannot be
+      fused): ``x + (1-α)·relu(-x)`` = ``MUL(x, -1)`` with fused ``RELU``, ``MUL``,
+      ``ADD``.
 
-    Measured on SFace (27 per-channel PReLUs, int8, ai_edge_litert, x86-64,
-    num_threads=2, median of 50): see ``PRELU_MEASUREMENTS`` in this module.
+    Forms rejected after measuring:
+
+    * ``max(x, α·x)`` (``MUL`` + ``MAXIMUM``): fast, but int8 ``MAXIMUM`` forces
+      its operands and result to share one scale, and the TFLite quantizer then
+      gives the conv output the PReLU *output* range, clamping the negative
+      inputs: SFace's embedding cosine to float dropped to 0.93.
+    * ``x + (α-1)·min(x, 0)`` (``MINIMUM`` + ``MUL`` + ``ADD``): correct (the
+      shared scale only widens ``min``'s range) but one op more.
+    * ``relu(x)·(1-α) + α·x``: its standalone ``RELU`` is not delegated.
+
+    Measured on SFace (27 per-channel PReLUs, 2 of them with some α > 1),
+    full-int8 with 16 ORL faces for calibration, ai_edge_litert 2.3, XNNPACK,
+    num_threads=2, x86-64, median of 3x30 invokes, ratio to the float model in
+    the same run; min cosine to onnxruntime over 8 other faces:
+
+    ============================  ========  ==========
+    form                          vs float  min cosine
+    ============================  ========  ==========
+    naive PRELU                   5.0x      0.989
+    ``relu(x)·(1-α) + α·x``       2.9x      0.974
+    ``max(x, α·x)``               0.50x     0.933
+    ``x + (α-1)·min(x, 0)``       0.55x     0.985
+    **chosen**                    0.47x     0.987
+    ============================  ========  ==========
     """
     v = ins[0]
     slope = opt_in(ins, 1)
@@ -466,7 +490,7 @@ def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
     if not slope.is_const:
         # Runtime slope: the generic identity (no constant to lay out).
         ta, tb, perm, colperm = _binary_align(ctx, node, v, slope)
-        return [Val(tf.nn.relu(ta) + tb * tf.minimum(ta, 0.0), perm, colperm)]
+        return [Val(ta + (tb - 1.0) * tf.minimum(ta, 0.0), perm, colperm)]
     alpha_onnx = slope.t.astype(np.float32)
     if alpha_onnx.ndim > v.rank:
         raise ConversionError(f"{node.label()}: slope rank {alpha_onnx.ndim} > input rank {v.rank}")
@@ -475,21 +499,16 @@ def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
     lo, hi = float(alpha_onnx.min()), float(alpha_onnx.max())
     desc = f"PRelu '{node.name}' ({alpha_onnx.size} ch, α∈[{lo:.3g},{hi:.3g}])"
     if not ctx.prelu_rewrite:
-        y = tf.nn.leaky_relu(x, alpha=lo) if lo == hi else _prelu_naive(x, alpha)
-        return [Val(y, v.perm, v.colperm)]
-    form = PRELU_FORM
-    if lo == hi:
+        y = _prelu_naive(x, alpha)
+    elif lo == hi:
         y = tf.nn.leaky_relu(x, alpha=lo)
         ctx.note(f"{desc} -> LEAKY_RELU(α={lo:.4g})")
-    elif form == "naive":
-        y = _prelu_naive(x, alpha)
-    elif hi <= 1.0 and form == "max":
-        y = tf.maximum(x, x * alpha)
-        ctx.note(f"{desc} -> max(x, αx)")
+    elif hi <= 1.0:
+        y = x + tf.nn.relu(x * (alpha - 1.0))
+        ctx.note(f"{desc} -> x + relu((α-1)·x)")
     else:
-        y = tf.nn.relu(x) * (1.0 - alpha) + x * alpha
-        why = "α>1 so max(x, αx) is not PReLU" if hi > 1.0 else f"form {form!r}"
-        ctx.note(f"{desc} -> relu(x)·(1-α) + α·x ({why})")
+        y = x + tf.nn.relu(x * np.asarray(-1.0, alpha.dtype)) * (1.0 - alpha)
+        ctx.note(f"{desc} -> x + (1-α)·relu(-x) (α>1: relu((α-1)·x) would be wrong)")
     return [Val(y, v.perm, v.colperm)]
 
 

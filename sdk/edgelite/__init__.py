@@ -17,6 +17,7 @@ _LAZY = {
     "TensorSpec": "edgelite.model",
     "ModelPool": "edgelite.model",
     "quantize": "edgelite.quant",
+    "load_image": "edgelite.image",
     "dequantize": "edgelite.quant",
     "QuantParams": "edgelite._tflite",
     "read_model_info": "edgelite._tflite",
@@ -30,7 +31,15 @@ _LAZY = {
 }
 
 
+_SUBMODULES = {"backends", "bench", "doctor", "face", "image", "inspect", "metadata", "model", "preprocess",
+               "quant", "zoo", "cli", "errors"}
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"edgelite.{name}")
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'edgelite' has no attribute {name!r}")

@@ -102,7 +102,7 @@ _OP = {name: code for code, name in BUILTIN_OP_NAMES.items()}
 _CUSTOM = _OP["CUSTOM"]
 
 # TensorType code -> (dtype name, item size in bytes or None when variable/packed).
-# Sub-byte types (int4, int2, uint4) store packed constants; see _packed_bits.
+# Sub-byte types (int4, int2, uint4) store packed constants; see _PACKED_BITS.
 _TENSOR_TYPES: dict[int, tuple[str, int | None]] = {
     0: ("float32", 4), 1: ("float16", 2), 2: ("int32", 4), 3: ("uint8", 1),
     4: ("int64", 8), 5: ("string", None), 6: ("bool", 1), 7: ("int16", 2),
@@ -135,7 +135,7 @@ _OPT_IF = 92
 _OPT_WHILE = 93
 _OPT_CALL_ONCE = 103
 _OPT_CONV3D = 106
-_MAX_BUILTIN_OPTIONS = 126
+_OPT_CONCATENATION = 10
 
 # The options table each kernel casts its parameters from. When the union type
 # stored in the file differs, TFLite silently falls back to zero-filled params
@@ -152,6 +152,49 @@ _REQUIRED_OPTIONS = {
     _OP["IF"]: _OPT_IF,
     _OP["WHILE"]: _OPT_WHILE,
     _OP["CALL_ONCE"]: _OPT_CALL_ONCE,
+}
+
+# Inputs that may be omitted (tensor index -1), by operator: the bias of the
+# convolution family, and every input but the first of the recurrent ops (their
+# peephole/projection/layer-norm tensors are optional). Custom ops decide for
+# themselves.
+_ANY_BUT_FIRST: tuple[int, ...] = (-1,)
+_OPTIONAL_INPUTS: dict[int, tuple[int, ...]] = {
+    _OP["CONV_2D"]: (2,),
+    _OP["DEPTHWISE_CONV_2D"]: (2,),
+    _OP["FULLY_CONNECTED"]: (2,),
+    _OP["TRANSPOSE_CONV"]: (3,),
+    _OP["CONV_3D"]: (2,),
+    _OP["CONV_3D_TRANSPOSE"]: (3,),
+    _OP["SVDF"]: (3,),
+    **{_OP[n]: _ANY_BUT_FIRST for n in (
+        "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
+        "RNN", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN",
+    )},
+}
+
+# Ops whose operand counts and output shape _check_shapes verifies:
+# code -> (rule, min inputs, max inputs).
+_SHAPE_RULES: dict[int, tuple[str, int, int]] = {
+    _OP["CONV_2D"]: ("conv", 2, 3),
+    _OP["DEPTHWISE_CONV_2D"]: ("depthwise", 2, 3),
+    _OP["AVERAGE_POOL_2D"]: ("pool", 1, 1),
+    _OP["MAX_POOL_2D"]: ("pool", 1, 1),
+    _OP["L2_POOL_2D"]: ("pool", 1, 1),
+    _OP["FULLY_CONNECTED"]: ("fc", 2, 3),
+    _OP["RESHAPE"]: ("reshape", 1, 2),
+    _OP["CONCATENATION"]: ("concat", 1, 999),
+    **{_OP[n]: ("same", 1, 1) for n in (
+        "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH",
+        "HARD_SWISH", "LEAKY_RELU", "ELU", "GELU", "QUANTIZE", "DEQUANTIZE", "ABS",
+        "NEG", "EXP", "LOG", "SQRT", "RSQRT", "SQUARE", "FLOOR", "CEIL", "ROUND",
+        "SIN", "COS", "SIGN", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "CAST",
+        "LOCAL_RESPONSE_NORMALIZATION",
+    )},
+    **{_OP[n]: ("broadcast", 2, 2) for n in (
+        "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE",
+        "POW", "FLOOR_DIV", "FLOOR_MOD", "PRELU",
+    )},
 }
 
 # Offset-typed (vector/string) fields inside options tables, by union member:
@@ -189,6 +232,8 @@ _MAX_TABLES = 1_000_000  # same default as the FlatBuffers C++ verifier
 _MAX_RANK = 16
 _MAX_TENSOR_BYTES = 2**31 - 1  # TFLite keeps many sizes in int32
 _MAX_SUBGRAPHS = 10_000
+
+_FLT_MIN = 1.1754943508222875e-38  # smallest normal float32
 
 _FIX = "the file is corrupt or truncated; re-export/re-convert it"
 
@@ -691,6 +736,26 @@ def _prod(shape) -> int:
     return p
 
 
+def _broadcast(a, b) -> tuple[int, ...] | None:
+    """numpy-style broadcast of two static shapes, or None when incompatible."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and x != 1 and y != 1:
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+def _out_size(size: int, k: int, stride: int, dilation: int, same: bool) -> int:
+    """Spatial output size as TFLite computes it for SAME/VALID padding."""
+    if same:
+        return (size + stride - 1) // stride
+    eff = (k - 1) * dilation + 1
+    return (size - eff + stride) // stride if size >= eff else 0
+
+
 class _Parser:
     def __init__(self, buf, n: int):
         self.r = _Reader(buf, n)
@@ -835,8 +900,32 @@ class _Parser:
             self._operator(pre, si, i, t, opcodes, tensors)
             for i, t in enumerate(st.tables(3, "operators"))
         )
+        self._check_dataflow(pre, tensors, inputs, outputs, ops)
         return SubgraphInfo(name=name, tensors=tensors, inputs=tuple(inputs),
                             outputs=tuple(outputs), operators=ops)
+
+    @staticmethod
+    def _check_dataflow(pre, tensors, inputs, outputs, ops) -> None:
+        # Operators run in file order. A tensor read before anything wrote it has
+        # no data: the interpreter then fails with "Input tensor N lacks data" or
+        # hands out a null buffer. Converters always emit topologically sorted
+        # graphs, so this only rejects damaged files.
+        ready = set(inputs)
+        ready.update(t.index for t in tensors
+                     if t.is_constant or t.is_variable or 0 in t.shape)
+        for op in ops:
+            for j, ti in enumerate(op.inputs):
+                if ti >= 0 and ti not in ready:
+                    raise _Invalid(
+                        f"{pre}operator {op.index} ({op.op_name}): input {j} reads "
+                        f"tensor {ti} {tensors[ti].name!r} before any operator writes "
+                        f"it (not a graph input or a constant either)"
+                    )
+            ready.update(op.outputs)
+        for j, ti in enumerate(outputs):
+            if ti not in ready:
+                raise _Invalid(f"{pre or 'subgraph 0 '}output {j}: tensor {ti} "
+                               f"{tensors[ti].name!r} is never written")
 
     def _tensor(self, pre: str, i: int, t: _Table) -> TensorInfo:
         t.where = f"{pre}tensor {i}"
@@ -974,6 +1063,12 @@ class _Parser:
             if not math.isfinite(s) or s < 0 or (zp_range is not None and s == 0):
                 raise _Invalid(f"{where}: quantization scale {s!r} must be finite and "
                                f"> 0")
+            if 0 < s < _FLT_MIN:
+                # Subnormal scales overflow the rescale multipliers kernels derive
+                # from scale ratios; TFLite's QUANTIZE (requantize) kernel segfaults
+                # on them (found by tests/test_fuzz.py).
+                raise _Invalid(f"{where}: quantization scale {s!r} is subnormal "
+                               f"(< {_FLT_MIN:.3g})")
         if zp_range is not None:
             lo, hi = zp_range
             for z in zps:
@@ -1042,10 +1137,17 @@ class _Parser:
         t.where = where
         inputs = t.ints(1, "inputs") or ()
         outputs = t.ints(2, "outputs") or ()
+        optional = _OPTIONAL_INPUTS.get(code, ())
         for j, ti in enumerate(inputs):
             if not -1 <= ti < nt:
                 raise _Invalid(f"{where}: input {j} tensor index {ti} out of range "
                                f"(subgraph has {nt} tensors)")
+            if ti == -1 and not (optional is _ANY_BUT_FIRST and j > 0 or j in optional
+                                 or code == _CUSTOM):
+                # Kernels fetch mandatory inputs without a null check; -1 there
+                # segfaults (found by tests/test_fuzz.py with ADD).
+                raise _Invalid(f"{where}: input {j} is omitted (-1) but is not an "
+                               f"optional input of {name}")
         for j, ti in enumerate(outputs):
             if not 0 <= ti < nt:
                 raise _Invalid(f"{where}: output {j} tensor index {ti} out of range "
@@ -1084,6 +1186,8 @@ class _Parser:
                            f"the operator (expected {required})")
         if opts is not None:
             self._check_options(where, si, code, opt_type, opts)
+        if code in _SHAPE_RULES:
+            self._check_shapes(where, code, opts, inputs, outputs, tensors)
         return OperatorInfo(index=i, opcode_index=oi, op_name=name, builtin_code=code,
                             version=version, inputs=tuple(inputs),
                             outputs=tuple(outputs))
@@ -1161,6 +1265,138 @@ class _Parser:
             self._call(where, si, o.scalar(0, _I32, 0))
         elif opt_type == _OPT_CALL:
             self._call(where, si, o.scalar(0, _U32, 0))
+
+    def _check_shapes(self, where: str, code: int, o: _Table | None, inputs, outputs,
+                      tensors) -> None:
+        """Check operand counts, ranks and the stored output shape of common ops.
+
+        Kernels index their operands without checking how many there are, and a
+        corrupted dimension (say 16 -> 8716304) passes every structural check
+        yet makes the model allocate and compute gigabytes. Converters always
+        store consistent static shapes, so a stored output shape that disagrees
+        with the one the operator computes from its inputs means damage. Ops
+        with dynamic (-1) dimensions are skipped: their stored shapes are
+        placeholders until the interpreter resizes them.
+        """
+        rule, n_in_min, n_in_max = _SHAPE_RULES[code]
+        if not n_in_min <= len(inputs) <= n_in_max or len(outputs) != 1:
+            want = (f"{n_in_min}" if n_in_min == n_in_max
+                    else f"{n_in_min}..{n_in_max}" if n_in_max < 99 else f">= {n_in_min}")
+            raise _Invalid(f"{where}: has {len(inputs)} input(s) and {len(outputs)} "
+                           f"output(s); expected {want} input(s) and 1 output")
+        ins = [None if ti < 0 else tensors[ti] for ti in inputs]
+        out = tensors[outputs[0]]
+        if ins[0] is None:
+            raise _Invalid(f"{where}: its first input is omitted (-1)")
+        if any(t is not None and t.shape_signature is not None and -1 in t.shape_signature
+               for t in (*ins, out)):
+            return
+        shp = [None if t is None else t.shape for t in ins]
+        x = shp[0]
+
+        def bad(expected) -> _Invalid:
+            return _Invalid(f"{where}: output {out.index} {out.name!r} has shape "
+                            f"{list(out.shape)} but the operator produces "
+                            f"{list(expected)} from input shape(s) "
+                            f"{[None if v is None else list(v) for v in shp]}")
+
+        def rank(i: int, r: int, what: str) -> None:
+            if shp[i] is not None and len(shp[i]) != r:
+                raise _Invalid(f"{where}: {what} must have rank {r}, got shape "
+                               f"{list(shp[i])}")
+
+        if rule == "same":
+            expected = x
+        elif rule == "broadcast":
+            if shp[1] is None:
+                raise _Invalid(f"{where}: its second input is omitted (-1)")
+            expected = _broadcast(x, shp[1])
+            if expected is None:
+                raise _Invalid(f"{where}: input shapes {list(x)} and {list(shp[1])} "
+                               f"do not broadcast")
+        elif rule == "reshape":
+            if _prod(out.shape) != _prod(x):
+                raise _Invalid(f"{where}: reshapes {list(x)} ({_prod(x)} elements) to "
+                               f"{list(out.shape)} ({_prod(out.shape)} elements)")
+            return
+        elif rule == "concat":
+            expected = self._concat_shape(where, o, shp)
+        elif rule == "fc":
+            expected = self._fc_shape(where, o, shp, rank)
+        else:  # conv, depthwise, pool
+            rank(0, 4, "the input")
+            n, h, w, c = x
+            if rule == "pool":
+                kh, kw = o.scalar(4, _I32, 0), o.scalar(3, _I32, 0)
+                sh, sw = o.scalar(2, _I32, 0), o.scalar(1, _I32, 0)
+                dh = dw = 1
+                cout = c
+            else:
+                if shp[1] is None:
+                    raise _Invalid(f"{where}: the filter input is omitted (-1)")
+                rank(1, 4, "the filter")
+                cout, kh, kw, cin = shp[1]
+                sh, sw = o.scalar(2, _I32, 0), o.scalar(1, _I32, 0)
+                dil = (5, 4) if rule == "conv" else (6, 5)
+                dh, dw = o.scalar(dil[0], _I32, 1), o.scalar(dil[1], _I32, 1)
+                if rule == "conv":
+                    if cin <= 0 or c % cin:
+                        raise _Invalid(f"{where}: input has {c} channels, not a "
+                                       f"multiple of the filter's {cin}")
+                else:
+                    cout = cin  # depthwise filters are [1, kh, kw, channels]
+                if len(shp) > 2 and shp[2] is not None and _prod(shp[2]) != cout:
+                    raise _Invalid(f"{where}: bias has {_prod(shp[2])} elements for "
+                                   f"{cout} output channels")
+            same = o.scalar(0, _I8, 0) == 0
+            oh = _out_size(h, kh, sh, dh, same)
+            ow = _out_size(w, kw, sw, dw, same)
+            if oh <= 0 or ow <= 0:
+                raise _Invalid(f"{where}: the {kh}x{kw} window (dilation {dh}x{dw}) "
+                               f"does not fit the {h}x{w} input")
+            expected = (n, oh, ow, cout)
+        if tuple(out.shape) != tuple(expected):
+            raise bad(expected)
+
+    @staticmethod
+    def _concat_shape(where: str, o: _Table | None, shp) -> tuple[int, ...]:
+        if any(v is None for v in shp):
+            raise _Invalid(f"{where}: an input is omitted (-1)")
+        r = len(shp[0])
+        axis = o.scalar(0, _I32, 0) if o is not None else 0
+        if axis < 0:
+            axis += r
+        if not 0 <= axis < r:
+            raise _Invalid(f"{where}: axis {axis} out of range for rank {r}")
+        total = 0
+        for v in shp:
+            if len(v) != r or any(a != b for k, (a, b) in enumerate(zip(v, shp[0]))
+                                  if k != axis):
+                raise _Invalid(f"{where}: input shapes {[list(v) for v in shp]} do not "
+                               f"concatenate along axis {axis}")
+            total += v[axis]
+        return tuple(shp[0][:axis]) + (total,) + tuple(shp[0][axis + 1:])
+
+    @staticmethod
+    def _fc_shape(where: str, o: _Table | None, shp, rank) -> tuple[int, ...]:
+        if shp[1] is None:
+            raise _Invalid(f"{where}: the weights input is omitted (-1)")
+        rank(1, 2, "the weights")
+        units, depth = shp[1]
+        x = shp[0]
+        if not x or depth <= 0 or _prod(x) % depth:
+            raise _Invalid(f"{where}: input shape {list(x)} does not split into rows of "
+                           f"the weights' input depth {depth}")
+        if len(shp) > 2 and shp[2] is not None and _prod(shp[2]) != units:
+            raise _Invalid(f"{where}: bias has {_prod(shp[2])} elements for {units} "
+                           f"units")
+        keep = bool(o.scalar(2, _U8, 0)) if o is not None else False
+        if keep:
+            if x[-1] != depth:
+                raise _Invalid(f"{where}: input depth {x[-1]} does not match the "
+                               f"weights' {depth}")
+            return tuple(x[:-1]) + (units,)
+        return (_prod(x) // depth, units)
 
     def _call(self, where: str, si: int, target: int) -> None:
         if not 0 <= target < self.nsub:

@@ -83,12 +83,10 @@ def as_rgb(array: np.ndarray, *, what: str = "image") -> np.ndarray:
         return np.repeat(array, 3, axis=2)
     if c == 4:
         return np.ascontiguousarray(array[:, :, :3])
-    if array.shape[0] in (1, 3, 4) and array.shape[2] > 4:
-        raise ImageError(
-            f"{what} looks channels-first (CHW, shape {array.shape}); edgelite images are HWC: "
-            "use img.transpose(1, 2, 0)"
-        )
-    raise ImageError(f"{what} must have 1, 3 or 4 channels (HWC), got shape {array.shape}")
+    hint = ""
+    if array.shape[0] in (1, 3, 4):
+        hint = "; it looks channels-first (CHW): use img.transpose(1, 2, 0)"
+    raise ImageError(f"{what} must have 1, 3 or 4 channels (HWC), got shape {array.shape}{hint}")
 
 
 def check_image(image: Any, *, what: str = "image") -> np.ndarray:

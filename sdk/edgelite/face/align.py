@@ -113,16 +113,13 @@ def estimate_similarity(src: Any, dst: Any, *, opencv_compat: bool = False) -> n
     if not var > 0.0:
         raise InputError("all source points coincide; a similarity transform is undefined")
     u, sing, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        sign[1] = -1.0  # forbid a reflection (Umeyama eq. 39)
-    rank = int(np.sum(sing > sing.max() * 2 * np.finfo(np.float32).tiny)) if sing.max() > 0 else 0
-    if rank == 0:
+    if not sing[0] > 0.0:
         raise InputError("degenerate point sets: zero cross-covariance")
-    if rank == 1:
-        # Collinear points: det(cov) is ~0 and says nothing, so take the sign from
-        # det(U) det(V) instead (Umeyama eq. 43).
-        sign[1] = 1.0 if np.linalg.det(u) * np.linalg.det(vt) > 0 else -1.0
+    # Forbid a reflection: D = diag(1, sign(det U * det V)). For full-rank cov this
+    # is Umeyama's det(cov) < 0 test (det cov = det U * prod(s) * det V); for
+    # collinear points (rank 1) it is his eq. 43. OpenCV tests det(cov) directly,
+    # whose sign is rounding noise when the points are collinear.
+    sign = np.array([1.0, 1.0 if np.linalg.det(u) * np.linalg.det(vt) > 0 else -1.0])
     rot = u @ np.diag(sign) @ vt
     scale = float((sing * sign).sum() / var)
     m = np.empty((2, 3), dtype=np.float64)

@@ -1,0 +1,725 @@
+"""FaceGallery: a durable SQLite store of enrolled face embeddings, with 1:N and 1:1 matching.
+
+File format (stdlib ``sqlite3``, one file plus SQLite's ``-wal``/``-shm`` companions):
+
+* ``meta(key, value)``: ``format`` (``edgelite-face-gallery``), ``schema_version``,
+  ``created``, and once bound ``model_id`` and ``dim``.
+* ``people(id, name UNIQUE, created)``.
+* ``templates(id, person_id -> people ON DELETE CASCADE, model_id, dim, embedding
+  BLOB (little-endian float32, L2-normalised), created, source)``.
+
+Design choices:
+
+* **Names are data, never paths.** ``"../../etc/passwd"`` is stored verbatim as a
+  name; nothing here builds a file path from a name. Names are validated (1-128
+  characters, no control characters, no leading/trailing whitespace) and compared
+  exactly (case-sensitive, no Unicode normalisation).
+* **One embedder per gallery.** Cosine scores between embeddings of different
+  models are meaningless, so the gallery is bound to a ``model_id`` (by the
+  constructor or the first enrolment) and refuses others with
+  :class:`~edgelite.errors.ModelMismatchError`, naming both ids.
+* **Durability: WAL journal + ``synchronous=FULL``.** An enrolment is a rare,
+  user-visible event (someone stood in front of the camera), so each commit pays
+  for an fsync of the WAL: once :meth:`FaceGallery.enroll` returns, the templates
+  survive a crash *and* a power cut. With ``NORMAL``, WAL commits are only
+  synced at checkpoints, so a power cut (not a process crash) may lose the last
+  enrolments. WAL also lets other processes read while one writes.
+* **Matching is one matmul.** Templates are cached as a ``(T, D)`` float32 matrix,
+  grouped by person; the cache is dropped on our own writes and when SQLite's
+  ``PRAGMA data_version`` shows another connection committed.
+* **Score per person = max cosine over that person's templates.** The max
+  rewards the single best-matching enrolment photo, so adding varied photos (with
+  and without glasses, different light) can only help recall. The alternative,
+  the cosine to the mean of the templates, is smoother against one bad
+  enrolment photo but penalises people enrolled under varied conditions.
+* **Threads.** One connection per ``FaceGallery``, opened with
+  ``check_same_thread=False`` and every use serialised by an internal lock:
+  Python's default would make a gallery opened on one thread unusable on another
+  (camera thread + web handler), and the lock keeps our multi-statement
+  transactions and the cache consistent. For processes, open one ``FaceGallery``
+  each; writers wait up to ``busy_timeout`` for the write lock.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import GalleryError, InputError, ModelMismatchError
+from .types import Match, PersonInfo, VerifyResult
+
+#: Gallery file schema version written by this code.
+SCHEMA_VERSION: int = 1
+#: ``meta.format`` value identifying our files (refuse other SQLite databases).
+FORMAT_TAG: str = "edgelite-face-gallery"
+#: Longest accepted person name, in characters.
+MAX_NAME_LENGTH: int = 128
+#: Default cosine-similarity acceptance threshold. Placeholder: 0.363 is OpenCV's
+#: published SFace cosine threshold (``FaceRecognizerSF``, LFW). The value for
+#: edgelite's int8 SFace is to be chosen from data by the lead; pass ``threshold=``
+#: to the constructor or per call to override.
+DEFAULT_THRESHOLD: float = 0.363
+
+_MAX_MODEL_ID_LENGTH = 256
+_MAX_SOURCE_LENGTH = 4096
+_MIN_NORM = 1e-6
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE people (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE TABLE templates (
+    id        INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    model_id  TEXT NOT NULL,
+    dim       INTEGER NOT NULL CHECK (dim > 0),
+    embedding BLOB NOT NULL,
+    created   TEXT NOT NULL,
+    source    TEXT
+);
+CREATE INDEX templates_person ON templates(person_id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _has_control(text: str) -> bool:
+    # Cc = C0/C1 controls (newline, NUL, ESC...); Zl/Zp = line/paragraph separators.
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+
+
+def validate_name(name: Any) -> str:
+    """Check a person name and return it unchanged.
+
+    Rules: a ``str`` of 1-128 characters, no control characters (newlines, NUL,
+    escape sequences would corrupt logs and UIs), no leading/trailing whitespace
+    (``"Ann"`` and ``"Ann "`` would look identical). Anything else — slashes,
+    dots, quotes, emoji — is just data.
+
+    Raises:
+        InputError: the name breaks a rule (the message says which).
+    """
+    if not isinstance(name, str):
+        raise InputError(f"person name must be a str, got {type(name).__name__}: {name!r}")
+    if not name or not name.strip():
+        raise InputError(f"person name must not be empty or blank, got {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"person name is {len(name)} characters; the limit is {MAX_NAME_LENGTH}")
+    if _has_control(name):
+        raise InputError(f"person name contains control characters: {name!r}")
+    if name != name.strip():
+        raise InputError(f"person name has leading/trailing whitespace: {name!r}; strip it first")
+    return name
+
+
+def _validate_model_id(model_id: Any) -> str:
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise InputError(f"model_id must be a non-empty str naming the embedder, got {model_id!r}")
+    if len(model_id) > _MAX_MODEL_ID_LENGTH or _has_control(model_id):
+        raise InputError(f"model_id must be <= {_MAX_MODEL_ID_LENGTH} printable characters, got {model_id!r}")
+    return model_id
+
+
+def _validate_threshold(threshold: Any) -> float:
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"threshold must be a number in [-1, 1], got {threshold!r}") from exc
+    if not (-1.0 <= thr <= 1.0):
+        raise InputError(f"threshold is a cosine similarity and must be in [-1, 1], got {thr!r}")
+    return thr
+
+
+def _prepare_embeddings(embeddings: Any, what: str = "embeddings") -> np.ndarray:
+    """Validate ``(D,)`` / ``(N, D)`` float embeddings; return ``(N, D)`` float32, L2-normalised.
+
+    Normalisation rule: every vector is divided by its L2 norm. Cosine similarity is
+    invariant to scale, so this changes no score; it lets callers pass raw model
+    outputs. Zero-norm (< 1e-6) and non-finite vectors are refused.
+    """
+    arr = np.asarray(embeddings)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{what} must be a float array (D,) or (N, D), got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(f"{what} must have shape (D,) or (N, D) with N, D >= 1, got {np.shape(embeddings)}")
+    x = arr.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.all(np.isfinite(x), axis=1)).tolist()
+        raise InputError(f"{what} rows {bad} contain NaN or infinity")
+    norms = np.linalg.norm(x, axis=1)
+    if np.any(norms < _MIN_NORM):
+        bad = np.flatnonzero(norms < _MIN_NORM).tolist()
+        raise InputError(f"{what} rows {bad} have (near) zero norm; they cannot be compared by cosine")
+    return (x / norms[:, None]).astype(np.float32)
+
+
+@dataclass
+class _Matrix:
+    """In-memory copy of all templates, grouped by person for segment-wise max."""
+
+    emb: np.ndarray  # (T, D) float32, rows sorted by person id
+    starts: np.ndarray  # (P,) first row of each person's segment
+    person_ids: np.ndarray  # (P,)
+    names: list[str]  # (P,)
+    model_id: str | None
+    dim: int | None
+    data_version: int
+
+
+class FaceGallery:
+    """Enrolled faces in a SQLite file; identify (1:N) and verify (1:1) by cosine.
+
+    Example::
+
+        with FaceGallery("family.db") as gallery:
+            gallery.enroll("Ann", embeddings, model_id=embedder.model_id)
+            best = gallery.identify(query, model_id=embedder.model_id)[0]
+            print(best.name if best.is_known else "unknown", best.score)
+
+    Args:
+        path: the database file (created if missing and ``create``), or
+            ``":memory:"`` for a throw-away gallery.
+        model_id: bind the gallery to this embedder id now (else the first
+            enrolment binds it). Opening a gallery bound to another id raises
+            :class:`~edgelite.errors.ModelMismatchError`.
+        threshold: default acceptance threshold (cosine), default
+            :data:`DEFAULT_THRESHOLD`. Per-call ``threshold=`` overrides it.
+        create: create the file if it does not exist; with ``False`` a missing
+            file raises :class:`~edgelite.errors.GalleryError`.
+        busy_timeout: seconds to wait for another process's write lock.
+
+    Raises:
+        GalleryError: the file cannot be opened/created, is not a gallery, or has
+            a newer schema.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        model_id: str | None = None,
+        threshold: float | None = None,
+        create: bool = True,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._cache: _Matrix | None = None
+        self._threshold = DEFAULT_THRESHOLD if threshold is None else _validate_threshold(threshold)
+        if model_id is not None:
+            model_id = _validate_model_id(model_id)
+        memory = isinstance(path, str) and path == ":memory:"
+        self._path = path if memory else os.fspath(path)
+        if not isinstance(self._path, str):
+            raise InputError(f"path must be a str or os.PathLike naming a file, got {path!r}")
+        if not memory:
+            p = Path(self._path)
+            if p.is_dir():
+                raise GalleryError(f"gallery path {self._path!r} is a directory; give a file name")
+            if not create and not p.exists():
+                raise GalleryError(f"gallery {self._path!r} does not exist (create=False)")
+        if not (isinstance(busy_timeout, (int, float)) and busy_timeout >= 0):
+            raise InputError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, identically on
+            # every Python version (3.12 changed the module's implicit transactions).
+            self._conn = sqlite3.connect(
+                self._path, timeout=float(busy_timeout), isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise GalleryError(
+                        f"gallery {self._path!r}: SQLite refused WAL journaling (got {mode!r}); "
+                        "is it on a network or read-only filesystem?"
+                    )
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._init_schema(model_id)
+        except sqlite3.DatabaseError as exc:
+            self._abort_open()
+            raise GalleryError(f"cannot open gallery {self._path!r}: {exc}") from exc
+        except BaseException:
+            self._abort_open()
+            raise
+
+    def _abort_open(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _check_open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GalleryError(f"gallery {self._path!r} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: takes the write lock up front, all or nothing."""
+        with self._lock:
+            conn = self._check_open()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise GalleryError(f"{what}: gallery {self._path!r} is busy or unwritable: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(conn)
+                raise GalleryError(f"{what} failed on gallery {self._path!r}: {exc}") from exc
+            except BaseException:
+                self._rollback(conn)
+                raise
+            finally:
+                self._cache = None
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._check_open()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise GalleryError(f"{what} failed on gallery {self._path!r}: {exc}") from exc
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _init_schema(self, model_id: str | None) -> None:
+        with self._write("open") as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" not in tables:
+                if tables:
+                    raise GalleryError(
+                        f"{self._path!r} is an SQLite database but not an edgelite face gallery "
+                        f"(it has tables {sorted(tables)}); refusing to modify it"
+                    )
+                # Statement by statement: executescript() would COMMIT our open
+                # transaction first, and the schema must appear atomically with meta.
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                self._set_meta(conn, "format", FORMAT_TAG)
+                self._set_meta(conn, "schema_version", str(SCHEMA_VERSION))
+                self._set_meta(conn, "created", _now())
+            fmt = self._meta(conn, "format")
+            if fmt != FORMAT_TAG:
+                raise GalleryError(f"{self._path!r} is not an edgelite face gallery (format {fmt!r})")
+            version = int(self._meta(conn, "schema_version") or 0)
+            if version > SCHEMA_VERSION:
+                raise GalleryError(
+                    f"gallery {self._path!r} has schema version {version}, newer than this edgelite "
+                    f"supports ({SCHEMA_VERSION}); upgrade edgelite"
+                )
+            if model_id is not None:
+                bound = self._meta(conn, "model_id")
+                if bound is None:
+                    self._set_meta(conn, "model_id", model_id)
+                elif bound != model_id:
+                    raise ModelMismatchError(
+                        f"gallery {self._path!r} holds embeddings of model {bound!r}, "
+                        f"but it was opened for model {model_id!r}; use a separate gallery per model"
+                    )
+
+    def _check_model(self, conn: sqlite3.Connection, model_id: str, dim: int | None, what: str) -> None:
+        bound = self._meta(conn, "model_id")
+        if bound is not None and bound != model_id:
+            raise ModelMismatchError(
+                f"{what}: gallery {self._path!r} holds embeddings of model {bound!r}, "
+                f"got embeddings of model {model_id!r}"
+            )
+        bound_dim = self._meta(conn, "dim")
+        if dim is not None and bound_dim is not None and int(bound_dim) != dim:
+            raise ModelMismatchError(
+                f"{what}: gallery {self._path!r} holds {bound_dim}-d embeddings (model {bound!r}), "
+                f"got {dim}-d embeddings; they cannot come from the same model"
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def path(self) -> str:
+        """The database path as given."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._conn is None
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Committed data is already on disk."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+                self._cache = None
+
+    def __enter__(self) -> "FaceGallery":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self)} people, model {self.model_id!r}"
+        return f"FaceGallery({self._path!r}, {state})"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def model_id(self) -> str | None:
+        """Embedder id the gallery is bound to, or ``None`` before the first enrolment."""
+        with self._read("model_id") as conn:
+            return self._meta(conn, "model_id")
+
+    @property
+    def dim(self) -> int | None:
+        """Embedding dimension, or ``None`` before the first enrolment."""
+        with self._read("dim") as conn:
+            v = self._meta(conn, "dim")
+            return None if v is None else int(v)
+
+    @property
+    def threshold(self) -> float:
+        """Default acceptance threshold (cosine similarity) for identify/verify."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = _validate_threshold(value)
+
+    def _resolve_threshold(self, threshold: float | None) -> float:
+        return self._threshold if threshold is None else _validate_threshold(threshold)
+
+    # ------------------------------------------------------------------ writes
+
+    def enroll(
+        self, name: str, embeddings: Any, *, model_id: str, source: str | None = None
+    ) -> list[int]:
+        """Add one or more templates for ``name`` (creating the person if new).
+
+        All templates are written in one transaction: after a crash either all of
+        them are present or none. Once this returns they are durable (fsynced).
+
+        Args:
+            name: person name (see :func:`validate_name`); stored verbatim.
+            embeddings: ``(D,)`` or ``(N, D)`` float embeddings of this person.
+                Each is L2-normalised before storage (cosine scores are unchanged);
+                zero or non-finite vectors are refused.
+            model_id: id of the embedder that produced them; must match the
+                gallery's (the first enrolment binds an unbound gallery).
+            source: optional free-text provenance (file name, camera id...).
+
+        Returns:
+            Template ids, one per embedding.
+
+        Raises:
+            InputError: bad name, model_id, source or embeddings.
+            ModelMismatchError: model_id or dimension differs from the gallery's.
+        """
+        name = validate_name(name)
+        model_id = _validate_model_id(model_id)
+        if source is not None and (not isinstance(source, str) or len(source) > _MAX_SOURCE_LENGTH):
+            raise InputError(f"source must be None or a str of <= {_MAX_SOURCE_LENGTH} characters, got {source!r}")
+        emb = _prepare_embeddings(embeddings)
+        dim = int(emb.shape[1])
+        now = _now()
+        with self._write(f"enroll {name!r}") as conn:
+            self._check_model(conn, model_id, dim, f"enroll {name!r}")
+            if self._meta(conn, "model_id") is None:
+                self._set_meta(conn, "model_id", model_id)
+            if self._meta(conn, "dim") is None:
+                self._set_meta(conn, "dim", str(dim))
+            row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                person_id = conn.execute("INSERT INTO people(name, created) VALUES (?, ?)", (name, now)).lastrowid
+            else:
+                person_id = row[0]
+            ids = []
+            for vec in emb:
+                cur = conn.execute(
+                    "INSERT INTO templates(person_id, model_id, dim, embedding, created, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (person_id, model_id, dim, vec.astype("<f4").tobytes(), now, source),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def remove(self, name: str) -> int:
+        """Delete a person and all their templates.
+
+        Returns:
+            The number of templates deleted.
+
+        Raises:
+            GalleryError: no such person.
+        """
+        name = validate_name(name)
+        with self._write(f"remove {name!r}") as conn:
+            row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"no person named {name!r} in gallery {self._path!r}")
+            (count,) = conn.execute("SELECT COUNT(*) FROM templates WHERE person_id = ?", (row[0],)).fetchone()
+            conn.execute("DELETE FROM people WHERE id = ?", (row[0],))  # templates go by ON DELETE CASCADE
+        return int(count)
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a person, keeping their templates.
+
+        Raises:
+            GalleryError: ``old`` does not exist or ``new`` is already taken.
+        """
+        old = validate_name(old)
+        new = validate_name(new)
+        with self._write(f"rename {old!r} -> {new!r}") as conn:
+            row = conn.execute("SELECT id FROM people WHERE name = ?", (old,)).fetchone()
+            if row is None:
+                raise GalleryError(f"no person named {old!r} in gallery {self._path!r}")
+            if old == new:
+                return
+            if conn.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
+                raise GalleryError(f"cannot rename {old!r} to {new!r}: that name is already enrolled")
+            conn.execute("UPDATE people SET name = ? WHERE id = ?", (new, row[0]))
+
+    # ------------------------------------------------------------------ reads
+
+    def people(self) -> list[PersonInfo]:
+        """Everyone enrolled, sorted by name."""
+        with self._read("people") as conn:
+            rows = conn.execute(
+                "SELECT p.id, p.name, p.created, COUNT(t.id) FROM people p "
+                "LEFT JOIN templates t ON t.person_id = p.id GROUP BY p.id ORDER BY p.name"
+            ).fetchall()
+        return [PersonInfo(name=n, templates=int(c), created=cr, person_id=int(i)) for i, n, cr, c in rows]
+
+    def embeddings(self, name: str) -> np.ndarray:
+        """A person's stored templates as ``float32 (N, D)`` (unit vectors).
+
+        Raises:
+            GalleryError: no such person.
+        """
+        name = validate_name(name)
+        with self._read("embeddings") as conn:
+            row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"no person named {name!r} in gallery {self._path!r}")
+            blobs = conn.execute(
+                "SELECT id, dim, embedding FROM templates WHERE person_id = ? ORDER BY id", (row[0],)
+            ).fetchall()
+        return np.stack([self._decode_blob(tid, dim, blob) for tid, dim, blob in blobs])
+
+    def __len__(self) -> int:
+        with self._read("len") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM people").fetchone()[0])
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        with self._read("contains") as conn:
+            return conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
+
+    def _decode_blob(self, template_id: int, dim: int, blob: bytes) -> np.ndarray:
+        if not isinstance(blob, bytes) or len(blob) != 4 * int(dim):
+            raise GalleryError(
+                f"gallery {self._path!r}: template {template_id} is corrupt "
+                f"({len(blob) if isinstance(blob, bytes) else type(blob).__name__} bytes for dim {dim}); "
+                "run integrity_check()"
+            )
+        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+    def _matrix(self) -> _Matrix:
+        """The template cache, rebuilt if we or another connection changed the data."""
+        conn = self._check_open()
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if self._cache is not None and self._cache.data_version == version:
+            return self._cache
+        rows = conn.execute(
+            "SELECT t.id, t.person_id, p.name, t.dim, t.embedding FROM templates t "
+            "JOIN people p ON p.id = t.person_id ORDER BY t.person_id, t.id"
+        ).fetchall()
+        model_id = self._meta(conn, "model_id")
+        dim_s = self._meta(conn, "dim")
+        dim = None if dim_s is None else int(dim_s)
+        if rows:
+            emb = np.stack([self._decode_blob(tid, d, blob) for tid, _, _, d, blob in rows])
+            pids = np.array([r[1] for r in rows], dtype=np.int64)
+            starts = np.flatnonzero(np.r_[True, pids[1:] != pids[:-1]])
+            names = [rows[i][2] for i in starts]
+            person_ids = pids[starts]
+        else:
+            emb = np.zeros((0, dim or 0), dtype=np.float32)
+            starts = np.zeros(0, dtype=np.int64)
+            names, person_ids = [], np.zeros(0, dtype=np.int64)
+        self._cache = _Matrix(emb, starts, person_ids, names, model_id, dim, version)
+        return self._cache
+
+    def _person_scores(self, q: np.ndarray, model_id: str, what: str) -> tuple[_Matrix, np.ndarray]:
+        model_id = _validate_model_id(model_id)
+        with self._read(what) as conn:
+            self._check_model(conn, model_id, int(q.shape[1]), what)
+            m = self._matrix()
+        if m.emb.shape[0] == 0:
+            return m, np.zeros((q.shape[0], 0), dtype=np.float32)
+        sims = q @ m.emb.T  # (N, T): one matmul for the whole gallery
+        return m, np.maximum.reduceat(sims, m.starts, axis=1)  # (N, P): max per person
+
+    def identify(
+        self,
+        embeddings: Any,
+        *,
+        model_id: str,
+        top_k: int = 1,
+        threshold: float | None = None,
+    ) -> list[Match] | list[list[Match]]:
+        """Who is this? 1:N search by cosine similarity.
+
+        Args:
+            embeddings: ``(D,)`` one query or ``(N, D)`` a batch.
+            model_id: id of the embedder that produced them (must match).
+            top_k: at most this many candidates per query.
+            threshold: acceptance threshold (default: :attr:`threshold`).
+
+        Returns:
+            For one query a list of :class:`Match`; for a batch one list per query.
+            Each list holds the known candidates (``score >= threshold``), best
+            first, at most ``top_k``. If nobody reaches the threshold the list is
+            a single ``Match(name=None, score=<best score>, person_id=None,
+            is_known=False)`` — so ``result[0]`` is always the answer. To inspect
+            sub-threshold candidates, pass ``threshold=-1``.
+
+        Raises:
+            ModelMismatchError: model id or embedding size differs from the gallery's.
+        """
+        single = np.ndim(embeddings) == 1
+        q = _prepare_embeddings(embeddings, "query embeddings")
+        if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:
+            raise InputError(f"top_k must be a positive int, got {top_k!r}")
+        thr = self._resolve_threshold(threshold)
+        m, scores = self._person_scores(q, model_id, "identify")
+        out: list[list[Match]] = []
+        k = min(int(top_k), scores.shape[1])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k] if k else np.zeros((q.shape[0], 0), int)
+        for qi in range(q.shape[0]):
+            matches = [
+                Match(name=m.names[j], score=float(scores[qi, j]), person_id=int(m.person_ids[j]), is_known=True)
+                for j in order[qi]
+                if scores[qi, j] >= thr
+            ]
+            if not matches:
+                best = float(scores[qi, order[qi, 0]]) if k else -1.0
+                matches = [Match(name=None, score=best, person_id=None, is_known=False)]
+            out.append(matches)
+        return out[0] if single else out
+
+    def verify(
+        self, embedding: Any, name: str, *, model_id: str, threshold: float | None = None
+    ) -> VerifyResult:
+        """Is this ``name``? 1:1 check against that person's templates (max cosine).
+
+        Raises:
+            GalleryError: no such person.
+            ModelMismatchError: model id or embedding size differs from the gallery's.
+        """
+        name = validate_name(name)
+        q = _prepare_embeddings(embedding, "query embedding")
+        if q.shape[0] != 1:
+            raise InputError(f"verify takes one embedding, got {q.shape[0]}; loop or use identify()")
+        thr = self._resolve_threshold(threshold)
+        m, scores = self._person_scores(q, model_id, f"verify {name!r}")
+        try:
+            j = m.names.index(name)
+        except ValueError:
+            raise GalleryError(f"no person named {name!r} in gallery {self._path!r}") from None
+        score = float(scores[0, j])
+        return VerifyResult(name=name, score=score, accepted=score >= thr, threshold=thr)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def integrity_check(self) -> list[str]:
+        """Check the file and its contents; returns a list of problems (empty = healthy).
+
+        Runs SQLite's ``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check``,
+        then checks our invariants: format/schema meta, every template's blob length
+        equals ``4 * dim``, dims and model ids agree with the gallery's, vectors are
+        finite and unit-norm, and no person is left without templates.
+        """
+        problems: list[str] = []
+        with self._read("integrity_check") as conn:
+            for (msg,) in conn.execute("PRAGMA integrity_check").fetchall():
+                if msg != "ok":
+                    problems.append(f"sqlite integrity: {msg}")
+            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall():
+                problems.append(f"foreign key: {table} row {rowid} references a missing {parent} row")
+            if self._meta(conn, "format") != FORMAT_TAG:
+                problems.append(f"meta.format is {self._meta(conn, 'format')!r}, expected {FORMAT_TAG!r}")
+            model_id = self._meta(conn, "model_id")
+            dim_s = self._meta(conn, "dim")
+            dim = None if dim_s is None else int(dim_s)
+            for tid, mid, tdim, blob in conn.execute("SELECT id, model_id, dim, embedding FROM templates"):
+                if not isinstance(blob, bytes) or len(blob) != 4 * int(tdim):
+                    n = len(blob) if isinstance(blob, (bytes, str)) else type(blob).__name__
+                    problems.append(f"template {tid}: embedding has {n} bytes, expected {4 * int(tdim)} (dim {tdim})")
+                    continue
+                if dim is not None and int(tdim) != dim:
+                    problems.append(f"template {tid}: dim {tdim} differs from the gallery's {dim}")
+                if mid != model_id:
+                    problems.append(f"template {tid}: model {mid!r} differs from the gallery's {model_id!r}")
+                vec = np.frombuffer(blob, dtype="<f4")
+                if not np.all(np.isfinite(vec)):
+                    problems.append(f"template {tid}: embedding contains NaN or infinity")
+                elif not math.isclose(float(np.linalg.norm(vec.astype(np.float64))), 1.0, abs_tol=1e-3):
+                    problems.append(f"template {tid}: embedding is not unit-norm")
+            for pid, name in conn.execute(
+                "SELECT p.id, p.name FROM people p WHERE NOT EXISTS "
+                "(SELECT 1 FROM templates t WHERE t.person_id = p.id)"
+            ):
+                problems.append(f"person {name!r} (id {pid}) has no templates")
+        return problems
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FORMAT_TAG",
+    "MAX_NAME_LENGTH",
+    "DEFAULT_THRESHOLD",
+    "FaceGallery",
+    "validate_name",
+]
