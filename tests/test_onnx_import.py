@@ -35,6 +35,8 @@ def make_model(nodes, inputs, outputs, inits=None, opset=13):
         [numpy_helper.from_array(np.asarray(v), n) for n, v in (inits or {}).items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8 if opset <= 17 else 9
+    # Outputs given without a shape get one from shape inference.
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)
     return model
 
@@ -51,13 +53,20 @@ def to_tf_input(x):
 
 
 def check(model, feeds, tol=1e-4, **kw):
-    """Compare import_onnx(model) with onnxruntime; return the imported module."""
+    """Compare import_onnx(model) with onnxruntime; return the imported module.
+
+    With ``nhwc_outputs=True`` 4-D outputs come back NHWC (no output transpose,
+    so ``transposes_inserted`` counts only the graph's own) and are compared
+    after transposing them here.
+    """
     ref = run_ort(model, feeds)
     imported = import_onnx(model, **kw)
     got = imported(*[to_tf_input(feeds[n]) for n in imported.input_names])
     assert list(got) == [o.name for o in model.graph.output]
     for name, r in ref.items():
         g = got[name].numpy()
+        if kw.get("nhwc_outputs") and g.ndim == 4:
+            g = g.transpose(0, 3, 1, 2)
         assert g.shape == r.shape, (name, g.shape, r.shape)
         err = float(np.abs(g - r).max()) if r.size else 0.0
         assert err <= tol * max(1.0, float(np.abs(r).max())), (name, err)
@@ -130,8 +139,7 @@ def test_conv(cin, cout, group, k, attrs, h, w, bias):
         inits["b"] = rand(cout)
     node = helper.make_node("Conv", ["x", *inits], ["y"], group=group, kernel_shape=[kh, kw], **attrs)
     m = make_model([node], [("x", [1, cin, h, w])], [("y", None)], inits)
-    m = onnx.shape_inference.infer_shapes(m)
-    imported = check(m, {"x": rand(1, cin, h, w)})
+    imported = check(m, {"x": rand(1, cin, h, w)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -148,7 +156,7 @@ def test_conv_transpose(attrs, group, h):
     cin, cout_g = 4, 3
     inits = {"w": rand(cin, cout_g, 3, 3), "b": rand(cout_g * group)}
     node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], group=group, **attrs)
-    m = onnx.shape_inference.infer_shapes(make_model([node], [("x", [1, cin, h, h])], [("y", None)], inits))
+    m = (make_model([node], [("x", [1, cin, h, h])], [("y", None)], inits))
     check(m, {"x": rand(1, cin, h, h)})
 
 
@@ -177,16 +185,37 @@ def test_batchnorm_not_folded_when_conv_output_is_shared():
     assert not any("folded" in r for r in imported.rewrites)
 
 
-def test_batchnorm_explicit_on_input_and_folded_after_gemm():
-    inits = {**_bn_inits(3, "a"), "w": rand(3 * 4 * 4, 5), "c": rand(5), **_bn_inits(5, "z")}
-    nodes = [helper.make_node("BatchNormalization", ["x", "a_s", "a_b", "a_m", "a_v"], ["b"]),
-             helper.make_node("Flatten", ["b"], ["f"]),
-             helper.make_node("Gemm", ["f", "w", "c"], ["g"], alpha=0.5, beta=2.0, name="fc"),
-             helper.make_node("BatchNormalization", ["g", "z_s", "z_b", "z_m", "z_v"], ["y"], name="bnz")]
-    m = make_model(nodes, [("x", [1, 3, 4, 4])], [("y", [1, 5])], inits)
+def test_batchnorm_folded_forward_into_gemm_through_flatten():
+    inits = {"w0": rand(3, 3, 1, 1), "sl": rand(3, 1, 1, lo=-0.5, hi=0.5), **_bn_inits(3, "a"),
+             "w": rand(4, 3 * 4 * 4), "c": rand(4)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"]),
+             helper.make_node("PRelu", ["c0", "sl"], ["p"]),
+             helper.make_node("BatchNormalization", ["p", "a_s", "a_b", "a_m", "a_v"], ["b"], name="bn1"),
+             helper.make_node("Dropout", ["b"], ["d"]),
+             helper.make_node("Flatten", ["d"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "c"], ["y"], transB=1, beta=0.5, name="fc")]
+    m = make_model(nodes, [("x", [1, 3, 4, 4])], [("y", [1, 4])], inits)
     imported = check(m, {"x": rand(1, 3, 4, 4)})
-    assert "BatchNormalization 'bnz' folded into Gemm 'fc'" in imported.rewrites
+    assert "BatchNormalization 'bn1' folded into the following Gemm 'fc'" in imported.rewrites
     assert imported.transposes_inserted == 0
+
+
+def test_batchnorm_explicit():
+    nodes = [helper.make_node("BatchNormalization", ["x", "a_s", "a_b", "a_m", "a_v"], ["b"]),
+             helper.make_node("Relu", ["b"], ["y"])]
+    m = make_model(nodes, [("x", [1, 3, 4, 5])], [("y", [1, 3, 4, 5])], _bn_inits(3, "a"))
+    imported = check(m, {"x": rand(1, 3, 4, 5)}, nhwc_outputs=True)
+    assert not any("folded" in r for r in imported.rewrites)
+    assert imported.transposes_inserted == 0
+
+
+def test_batchnorm_folded_after_gemm():
+    inits = {"w": rand(6, 5), "c": rand(5), **_bn_inits(5, "z")}
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["g"], alpha=0.5, beta=2.0, name="fc"),
+             helper.make_node("BatchNormalization", ["g", "z_s", "z_b", "z_m", "z_v"], ["y"], name="bnz")]
+    m = make_model(nodes, [("x", [2, 6])], [("y", [2, 5])], inits)
+    imported = check(m, {"x": rand(2, 6)})
+    assert "BatchNormalization 'bnz' folded into Gemm 'fc'" in imported.rewrites
 
 
 # ----------------------------------------------------------------------------
@@ -203,7 +232,7 @@ def test_batchnorm_explicit_on_input_and_folded_after_gemm():
 ])
 def test_unary(op, attrs, opset):
     m = single(op, [1, 3, 4, 5], [1, 3, 4, 5], opset=opset, **attrs)
-    imported = check(m, {"x": rand(1, 3, 4, 5, lo=-8, hi=8)})
+    imported = check(m, {"x": rand(1, 3, 4, 5, lo=-8, hi=8)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -227,7 +256,7 @@ def test_clip_opset11_inputs(lo, hi):
 def test_binary_with_nchw_constants(op, c_shape):
     c = rand(*c_shape, lo=0.5, hi=2.0)
     m = single(op, [1, 4, 5, 6], [1, 4, 5, 6], inits={"c": c})
-    imported = check(m, {"x": rand(1, 4, 5, 6)})
+    imported = check(m, {"x": rand(1, 4, 5, 6)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -235,7 +264,7 @@ def test_binary_with_nchw_constants(op, c_shape):
 @pytest.mark.parametrize("b_shape", [[1, 4, 5, 6], [1, 4, 1, 1], [1, 1, 5, 6]])
 def test_binary_two_runtime_inputs(op, b_shape):
     m = single(op, [1, 4, 5, 6], [1, 4, 5, 6], extra_inputs=[("b", b_shape)])
-    imported = check(m, {"x": rand(1, 4, 5, 6), "b": rand(*b_shape)})
+    imported = check(m, {"x": rand(1, 4, 5, 6), "b": rand(*b_shape)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -271,21 +300,25 @@ def test_prelu_runtime_slope():
 def test_prelu_int8_tflite_has_no_prelu_and_matches_onnxruntime():
     """Per-channel PReLU with negative α (and one layer with α > 1), full int8."""
     c = 16
-    inits = {"w1": rand(c, 3, 3, 3, lo=-0.5, hi=0.5), "b1": rand(c, lo=-0.1, hi=0.1),
+    rng = np.random.default_rng(int(__import__("os").environ.get("PRELU_SEED", 0)))
+
+    def u(*shape, s=1.0):
+        return rng.uniform(-s, s, shape).astype(np.float32)
+
+    inits = {"w1": u(c, 3, 3, 3, s=0.5), "b1": u(c, s=0.1),
              "a1": np.linspace(-0.6, 0.9, c).astype(np.float32).reshape(c, 1, 1),
-             "w2": rand(c, c, 1, 1, lo=-0.3, hi=0.3), "b2": rand(c, lo=-0.1, hi=0.1),
+             "w2": u(c, c, 1, 1, s=0.3), "b2": u(c, s=0.1),
              "a2": np.linspace(-0.3, 1.2, c).astype(np.float32).reshape(1, c, 1, 1),
-             "w3": rand(8, c, 3, 3, lo=-0.2, hi=0.2), "b3": rand(8)}
+             "w3": u(8, c, 3, 3, s=0.2), "b3": u(8)}
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("PRelu", ["c1", "a1"], ["p1"]),
              helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"]),
              helper.make_node("PRelu", ["c2", "a2"], ["p2"]),
              helper.make_node("Conv", ["p2", "w3", "b3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])]
     m = make_model(nodes, [("x", [1, 3, 16, 16])], [("y", [1, 8, 8, 8])], inits)
-    imported = import_onnx(m)
+    imported = import_onnx(m, nhwc_outputs=True)
     assert sum("PRelu" in r for r in imported.rewrites) == 2
 
-    rng = np.random.default_rng(0)
     calib = [rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(32)]
     conv = tf.lite.TFLiteConverter.from_concrete_functions([imported.concrete_function()], imported)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -300,7 +333,9 @@ def test_prelu_int8_tflite_has_no_prelu_and_matches_onnxruntime():
     it = Interpreter(model_content=content, num_threads=2)
     it.allocate_tensors()
     out_d = it.get_output_details()[0]
-    out_scale = out_d["quantization_parameters"]["scales"]
+    # The float output is dequantized from an int8 tensor: tolerance in its steps.
+    deq = next(o for o in it._get_ops_details() if o["op_name"] == "DEQUANTIZE" and out_d["index"] in o["outputs"])
+    step = float(it._get_tensor_details(deq["inputs"][0], 0)["quantization_parameters"]["scales"][0])
     for _ in range(4):
         x = rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
         ref = run_ort(m, {"x": x})["y"]
@@ -308,10 +343,9 @@ def test_prelu_int8_tflite_has_no_prelu_and_matches_onnxruntime():
         it.invoke()
         got = it.get_tensor(out_d["index"]).transpose(0, 3, 1, 2)
         cos = float(np.dot(got.ravel(), ref.ravel()) / np.linalg.norm(got) / np.linalg.norm(ref))
-        assert cos >= 0.99, cos
-        # Output is float (dequantized); tolerance in units of the internal output scale.
-        tol = 4 * (float(out_scale[0]) if len(out_scale) else float(np.abs(ref).max()) / 64)
-        assert float(np.abs(got - ref).max()) <= tol
+        err = float(np.abs(got - ref).max())
+        print("COSERR", cos, err / step)
+        assert cos >= 0.99 and err <= 5 * step, (cos, err, step)
 
 
 # ----------------------------------------------------------------------------
@@ -334,23 +368,24 @@ POOL_CASES = [
 @pytest.mark.parametrize("attrs", POOL_CASES)
 @pytest.mark.parametrize("hw", [(7, 7), (8, 9)])
 def test_maxpool(attrs, hw):
-    m = onnx.shape_inference.infer_shapes(single("MaxPool", [1, 3, *hw], None, opset=12, **attrs))
+    m = (single("MaxPool", [1, 3, *hw], None, opset=12, **attrs))
     check(m, {"x": rand(1, 3, *hw, lo=-5, hi=-1)})  # all negative: zero padding would be wrong
 
 
-@pytest.mark.parametrize("include", [0, 1])
-@pytest.mark.parametrize("attrs", POOL_CASES)
+# onnxruntime rejects count_include_pad=1 together with auto_pad SAME_*.
+AVG_CASES = [(a, inc) for a in POOL_CASES for inc in (0, 1) if not (inc and a.get("auto_pad"))]
+
+
+@pytest.mark.parametrize("attrs,include", AVG_CASES)
 def test_avgpool(attrs, include):
-    if attrs.get("auto_pad") and include:
-        pytest.skip("onnxruntime rejects count_include_pad with auto_pad SAME_*")
-    m = onnx.shape_inference.infer_shapes(
+    m = (
         single("AveragePool", [1, 3, 8, 9], None, opset=11, count_include_pad=include, **attrs))
     check(m, {"x": rand(1, 3, 8, 9)})
 
 
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool(op):
-    imported = check(single(op, [1, 5, 4, 3], [1, 5, 1, 1]), {"x": rand(1, 5, 4, 3)})
+    imported = check(single(op, [1, 5, 4, 3], [1, 5, 1, 1]), {"x": rand(1, 5, 4, 3)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -386,7 +421,7 @@ def test_resize(mode, coord, nearest, scales, sizes):
         names.append("sizes")
     node = helper.make_node("Resize", names, ["y"], mode=mode, coordinate_transformation_mode=coord,
                             nearest_mode=nearest)
-    m = onnx.shape_inference.infer_shapes(make_model([node], [("x", [1, 3, 6, 5])], [("y", None)], inits, 11))
+    m = (make_model([node], [("x", [1, 3, 6, 5])], [("y", None)], inits, 11))
     check(m, {"x": rand(1, 3, 6, 5)})
 
 
@@ -422,7 +457,7 @@ def test_concat(axis):
     out[axis] *= 3
     node = helper.make_node("Concat", ["x", "b", "c"], ["y"], axis=axis)
     m = make_model([node], [("x", shapes["a"]), ("b", shapes["b"])], [("y", out)], {"c": rand(1, 2, 3, 4)})
-    imported = check(m, {"x": rand(1, 2, 3, 4), "b": rand(1, 2, 3, 4)})
+    imported = check(m, {"x": rand(1, 2, 3, 4), "b": rand(1, 2, 3, 4)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -432,7 +467,7 @@ def test_flatten_gemm_absorbs_layout():
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
              helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1)]
     m = make_model(nodes, [("x", [1, 3, 4, 6])], [("y", [1, 5])], inits)
-    imported = check(m, {"x": rand(1, 3, 4, 6)})
+    imported = check(m, {"x": rand(1, 3, 4, 6)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
     ops = tflite_ops(convert_float(imported))
     assert "TRANSPOSE" not in ops and "GATHER" not in ops, ops
@@ -453,7 +488,7 @@ def test_flatten_axes(axis):
     check(single("Flatten", shape, out, axis=axis), {"x": rand(*shape)})
 
 
-@pytest.mark.parametrize("target", [[1, -1, 4], [0, 3, -1], [2, 0, 12], [-1], [1, 3, 24, 1]])
+@pytest.mark.parametrize("target", [[1, -1, 4], [0, 3, -1], [2, 0, 16], [-1], [1, 3, 32, 1]])
 def test_reshape(target):
     shape = [1, 3, 4, 8]
     total = int(np.prod(shape))
@@ -472,7 +507,7 @@ def test_yunet_head_transpose_reshape_is_free():
              helper.make_node("Reshape", ["t", "s"], ["r"]),
              helper.make_node("Sigmoid", ["r"], ["y"])]
     m = make_model(nodes, [("x", [1, 3, 6, 5])], [("y", [1, 30, 4])], inits)
-    imported = check(m, {"x": rand(1, 3, 6, 5)})
+    imported = check(m, {"x": rand(1, 3, 6, 5)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -487,7 +522,7 @@ def test_transpose_then_conv():
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]),
              helper.make_node("Conv", ["t", "w"], ["y"])]
     m = make_model(nodes, [("x", [1, 4, 3, 5])], [("y", [1, 2, 5, 3])], inits)
-    imported = check(m, {"x": rand(1, 4, 3, 5)})
+    imported = check(m, {"x": rand(1, 4, 3, 5)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 1  # the H<->W swap really moves data
 
 
@@ -504,7 +539,7 @@ def test_squeeze_unsqueeze(opset):
                  helper.make_node("Unsqueeze", ["s", "ax0"], ["y"])]
         inits = {"ax": np.array([2, 3], np.int64), "ax0": np.array([0], np.int64)}
     m = make_model(nodes, [("x", [1, 5, 3, 4])], [("y", [1, 1, 5])], inits, opset)
-    imported = check(m, {"x": rand(1, 5, 3, 4)})
+    imported = check(m, {"x": rand(1, 5, 3, 4)}, nhwc_outputs=True)
     assert imported.transposes_inserted == 0
 
 
@@ -559,11 +594,13 @@ def test_softmax(op, opset, axis, shape):
     check(single(op, shape, shape, opset=opset, axis=axis), {"x": rand(*shape, lo=-3, hi=3)})
 
 
-@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
-@pytest.mark.parametrize("pads", [[0, 0, 1, 2, 0, 0, 2, 1], [0, 1, 0, 0, 0, 1, 0, 0], [0, 0, -1, 1, 0, 0, 1, -1]])
+PADS = [[0, 0, 1, 2, 0, 0, 2, 1], [0, 1, 0, 0, 0, 1, 0, 0], [0, 0, -1, 1, 0, 0, 1, -1]]
+
+
+# Negative pads (cropping) only in constant mode: onnxruntime's reflect/edge refuse them.
+@pytest.mark.parametrize("mode,pads", [(m, p) for m in ("constant", "reflect", "edge") for p in PADS
+                                       if m == "constant" or min(p) >= 0])
 def test_pad(mode, pads):
-    if mode != "constant" and any(p < 0 for p in pads):
-        pytest.skip("negative pads are only meaningful for constant mode in onnxruntime")
     shape = [1, 2, 4, 5]
     out = [shape[i] + pads[i] + pads[i + 4] for i in range(4)]
     inits = {"p": np.asarray(pads, np.int64)}
@@ -624,7 +661,7 @@ def test_dynamic_batch_defaults_to_one_and_can_be_overridden():
     assert imported.tf_input_specs[0].shape == (1, 8, 8, 3)
     assert imported.input_layouts == {"x": "NHWC"}
     x = rand(2, 3, 8, 8)
-    imported = check(m, {"x": x}, input_shapes={"x": [2, 3, 8, 8]})
+    imported = check(m, {"x": x}, input_shapes={"x": [2, 3, 8, 8]}, nhwc_outputs=True)
     assert imported.tf_input_specs[0].shape == (2, 8, 8, 3)
     with pytest.raises(ConversionError, match="unknown inputs"):
         import_onnx(m, input_shapes={"nope": [1, 3, 8, 8]})
@@ -650,7 +687,7 @@ def test_nhwc_false_and_nhwc_outputs():
 
 
 def test_float_tflite_of_convs_has_no_transpose():
-    imported = import_onnx(_tiny_conv_model(1))
+    imported = import_onnx(_tiny_conv_model(1), nhwc_outputs=True)
     ops = tflite_ops(convert_float(imported))
     assert ops["CONV_2D"] == 1 and "TRANSPOSE" not in ops, ops
 
@@ -732,7 +769,6 @@ def _zoo_check(path, input_shape, seed, tf_tol, lite_tol):
     return imported, ops
 
 
-@pytest.mark.slow
 def test_yunet_end_to_end(onnx_sources):
     imported, ops = _zoo_check(onnx_sources / "face_detection_yunet_2023mar.onnx", (1, 3, 640, 640), 0,
                                1e-4, 1e-4)
@@ -740,11 +776,10 @@ def test_yunet_end_to_end(onnx_sources):
     assert ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == 53
 
 
-@pytest.mark.slow
 def test_sface_end_to_end(onnx_sources):
     imported, ops = _zoo_check(onnx_sources / "face_recognition_sface_2021dec.onnx", (1, 3, 112, 112), 1,
                                1e-4, 1e-4)
     assert imported.input_names == ["data"]  # initializers listed as graph inputs are not inputs
-    assert sum("folded into" in r for r in imported.rewrites) == 28
+    assert sum("folded into" in r for r in imported.rewrites) == 29  # 27 convs, Gemm, and bn1 forward
     assert sum(r.startswith("PRelu") for r in imported.rewrites) == 27
     assert "PRELU" not in ops

@@ -185,6 +185,74 @@ def _fold_batchnorms(nodes: list[Node], consts: dict[str, np.ndarray], graph_out
     return [n for n in nodes if id(n) not in removed]
 
 
+def _fold_batchnorms_forward(nodes: list[Node], consts: dict[str, np.ndarray], graph_outputs: set[str],
+                             rewrites: list[str]) -> list[Node]:
+    """Fold a BatchNormalization into a *following* Gemm through Dropout/Flatten.
+
+    SFace ends with ``PRelu -> BN -> Dropout -> Flatten -> Gemm``: the BN cannot
+    go into a preceding conv (a PRelu sits between), but an affine per-channel
+    map followed by a linear layer is itself linear, so it folds into the Gemm's
+    weights and bias: ``(x·s + b) @ W = x @ (s·W) + b @ W``.
+    """
+    consumers = _consumers(nodes)
+    removed: set[int] = set()
+    for bn in nodes:
+        if bn.op_type != "BatchNormalization" or id(bn) in removed:
+            continue
+        params = _bn_params(bn, consts)
+        if params is None:
+            continue
+        chain, cur, flatten = [bn], bn, None
+        while True:
+            out = cur.outputs[0]
+            users = consumers.get(out, [])
+            if out in graph_outputs or len(users) != 1:
+                break
+            nxt = users[0]
+            if nxt.op_type in ("Dropout", "Identity") and flatten is None:
+                if len(nxt.outputs) > 1 and nxt.outputs[1]:
+                    break
+                chain.append(nxt)
+                cur = nxt
+                continue
+            if nxt.op_type == "Flatten" and flatten is None and int(nxt.attrs.get("axis", 1)) == 1:
+                flatten = nxt
+                chain.append(nxt)
+                cur = nxt
+                continue
+            if (nxt.op_type == "Gemm" and flatten is not None and nxt.inputs[0] == out
+                    and len(nxt.inputs) > 1 and nxt.inputs[1] in consts and not nxt.attrs.get("transA", 0)
+                    and (len(nxt.inputs) < 3 or not nxt.inputs[2] or nxt.inputs[2] in consts)):
+                s, b = params
+                a = nxt.attrs
+                w = consts[nxt.inputs[1]].astype(np.float64)
+                w = (w.T if a.get("transB", 0) else w) * float(a.get("alpha", 1.0))
+                k, n_out = w.shape
+                if k % s.size:
+                    break
+                rep = k // s.size  # flattened CHW: each channel spans H*W features
+                s_f, b_f = np.repeat(s, rep), np.repeat(b, rep)
+                c = np.zeros(n_out)
+                if len(nxt.inputs) > 2 and nxt.inputs[2]:
+                    c = np.broadcast_to(consts[nxt.inputs[2]].astype(np.float64) * float(a.get("beta", 1.0)),
+                                        (n_out,)) if consts[nxt.inputs[2]].size in (1, n_out) else None
+                if c is None:
+                    break
+                wname, bname = f"{nxt.name}__bnfold_w", f"{nxt.name}__bnfold_b"
+                consts[wname] = (w * s_f[:, None]).astype(np.float32)
+                consts[bname] = (c + b_f @ w).astype(np.float32)
+                nxt.inputs = [nxt.inputs[0], wname, bname]
+                nxt.attrs = {"transB": 0}
+                # The BN becomes a no-op: rewire its consumer to its input.
+                chain[1].inputs = [bn.inputs[0] if i == bn.outputs[0] else i for i in chain[1].inputs]
+                removed.add(id(bn))
+                rewrites.append(f"BatchNormalization '{bn.name}' folded into the following Gemm '{nxt.name}'")
+            break
+        if id(bn) in removed:
+            consumers = _consumers([n for n in nodes if id(n) not in removed])
+    return [n for n in nodes if id(n) not in removed]
+
+
 # ----------------------------------------------------------------------------
 # The imported module
 # ----------------------------------------------------------------------------
@@ -195,6 +263,31 @@ def _tf_name(name: str) -> str:
     """A valid TF op name for an ONNX tensor name (TensorSpec names are op names)."""
     s = _TF_NAME.sub("_", name)
     return s if re.match(r"[A-Za-z]", s) else f"input_{s}"
+
+
+class _State:
+    """Plain holder of the importer's state.
+
+    Kept out of ``tf.Module`` attribute tracking on purpose: tracked dicts and
+    lists become checkpoint dependencies, and a constant dict mutated by the
+    import-time rewrites would make ``tf.saved_model.save`` (which the TFLite
+    converter uses internally) refuse the module.
+    """
+
+    def __init__(self) -> None:
+        self.opset = 0
+        self.consts: dict[str, np.ndarray] = {}
+        self.nodes: list[Node] = []
+        self.import_rewrites: list[str] = []
+        self.prelu_rewrite = True
+        self.nhwc_outputs = False
+        self.input_names: list[str] = []
+        self.output_names: list[str] = []
+        self.input_layouts: dict[str, str] = {}
+        self.onnx_input_shapes: dict[str, tuple] = {}
+        self.tf_input_specs: list[tf.TensorSpec] = []
+        self.rewrites: list[str] = []
+        self.transposes_inserted = 0
 
 
 class ImportedOnnx(tf.Module):
@@ -209,54 +302,80 @@ class ImportedOnnx(tf.Module):
         tf_input_specs: The ``tf.TensorSpec`` of each positional argument.
         rewrites: Human-readable list of the rewrites applied (BN folds, PReLU
             rewrites, explicit pads, runtime transposes...).
-        transposes_inserted: Number of data-moving transposes the graph contains
-            because of layout conversions (0 for YuNet and SFace).
+        transposes_inserted: Number of data-moving transposes in the graph due
+            to layout conversions, including returning a 4-D output NCHW (0 for
+            YuNet and SFace, whose outputs are 2-D/3-D).
     """
 
     def __init__(self, model: onnx.ModelProto, *, input_shapes: dict[str, Sequence[int]] | None,
                  prelu_rewrite: bool, nhwc: bool, nhwc_outputs: bool):
         super().__init__(name="imported_onnx")
+        st = _State()
+        self._st = st
         graph = model.graph
-        self._opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if not MIN_OPSET <= self._opset <= MAX_OPSET:
+        st.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if not MIN_OPSET <= st.opset <= MAX_OPSET:
             raise ConversionError(
-                f"ONNX default-domain opset {self._opset} is outside the supported range "
+                f"ONNX default-domain opset {st.opset} is outside the supported range "
                 f"{MIN_OPSET}..{MAX_OPSET}. Fix: re-export with an opset in that range "
                 "(e.g. torch.onnx.export(..., opset_version=13)).")
-        consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-        self._consts = consts
-        rewrites: list[str] = []
+        st.consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
         nodes = [Node.from_proto(n, i) for i, n in enumerate(graph.node)]
-        self._nodes = _fold_batchnorms(nodes, consts, {o.name for o in graph.output}, rewrites)
-        self._import_rewrites = rewrites
-        self._prelu_rewrite = prelu_rewrite
-        self._nhwc_outputs = nhwc_outputs
+        outs = {o.name for o in graph.output}
+        nodes = _fold_batchnorms(nodes, st.consts, outs, st.import_rewrites)
+        st.nodes = _fold_batchnorms_forward(nodes, st.consts, outs, st.import_rewrites)
+        st.prelu_rewrite = prelu_rewrite
+        st.nhwc_outputs = nhwc_outputs
 
-        inputs = [i for i in graph.input if i.name not in consts]
+        # Old exporters list initializers as graph inputs too (SFace does): not inputs.
+        inputs = [i for i in graph.input if i.name not in st.consts]
         input_shapes = dict(input_shapes or {})
         unknown = sorted(set(input_shapes) - {i.name for i in inputs})
         if unknown:
             raise ConversionError(f"input_shapes names unknown inputs {unknown}; the model's inputs are "
                                   f"{[i.name for i in inputs]}")
-        self.input_names = [i.name for i in inputs]
-        self.output_names = [o.name for o in graph.output]
-        self.onnx_input_shapes: dict[str, tuple] = {}
-        self.input_layouts: dict[str, str] = {}
-        self.tf_input_specs: list[tf.TensorSpec] = []
-        self._input_dtypes: list[tf.DType] = []
+        st.input_names = [i.name for i in inputs]
+        st.output_names = [o.name for o in graph.output]
         for inp in inputs:
             tt = inp.type.tensor_type
             dtype = tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
             shape = self._static_shape(inp, input_shapes.get(inp.name))
-            self.onnx_input_shapes[inp.name] = shape
+            st.onnx_input_shapes[inp.name] = shape
             is_image = len(shape) == 4 and nhwc
-            self.input_layouts[inp.name] = "NHWC" if is_image else "AS_IS"
+            st.input_layouts[inp.name] = "NHWC" if is_image else "AS_IS"
             tf_shape = [shape[0], shape[2], shape[3], shape[1]] if is_image else list(shape)
-            self.tf_input_specs.append(tf.TensorSpec(tf_shape, dtype, name=_tf_name(inp.name)))
-        self.rewrites: list[str] = []
-        self.transposes_inserted = 0
-        self._fn = tf.function(self._run, input_signature=self.tf_input_specs, autograph=False)
+            st.tf_input_specs.append(tf.TensorSpec(tf_shape, dtype, name=_tf_name(inp.name)))
+        self._fn = tf.function(self._run, input_signature=st.tf_input_specs, autograph=False)
         self._concrete = self._fn.get_concrete_function()
+
+    # Read-only views of the state (copies, so callers cannot corrupt it).
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._st.input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._st.output_names)
+
+    @property
+    def input_layouts(self) -> dict[str, str]:
+        return dict(self._st.input_layouts)
+
+    @property
+    def onnx_input_shapes(self) -> dict[str, tuple]:
+        return dict(self._st.onnx_input_shapes)
+
+    @property
+    def tf_input_specs(self) -> list[tf.TensorSpec]:
+        return list(self._st.tf_input_specs)
+
+    @property
+    def rewrites(self) -> list[str]:
+        return list(self._st.rewrites)
+
+    @property
+    def transposes_inserted(self) -> int:
+        return self._st.transposes_inserted
 
     @staticmethod
     def _static_shape(inp: onnx.ValueInfoProto, override: Sequence[int] | None) -> tuple[int, ...]:
@@ -282,14 +401,15 @@ class ImportedOnnx(tf.Module):
 
     # -- tracing ------------------------------------------------------------
     def _run(self, *args: tf.Tensor) -> dict[str, tf.Tensor]:
-        ctx = Ctx(self._opset, prelu_rewrite=self._prelu_rewrite)
-        env: dict[str, Val] = {name: onnx_ops.const(a) for name, a in self._consts.items()}
-        for name, arg in zip(self.input_names, args):
-            if self.input_layouts[name] == "NHWC":
+        st = self._st
+        ctx = Ctx(st.opset, prelu_rewrite=st.prelu_rewrite)
+        env: dict[str, Val] = {name: onnx_ops.const(a) for name, a in st.consts.items()}
+        for name, arg in zip(st.input_names, args):
+            if st.input_layouts[name] == "NHWC":
                 env[name] = Val(arg, NHWC_PERM)
             else:
                 env[name] = onnx_ops.tensor(arg)
-        for node in self._nodes:
+        for node in st.nodes:
             ins: list[Val | None] = []
             for name in node.inputs:
                 if not name:
@@ -304,21 +424,24 @@ class ImportedOnnx(tf.Module):
                 if name:
                     env[name] = v
         result = {}
-        for name in self.output_names:
+        for name in st.output_names:
             v = env[name]
-            if v.rank == 4 and self._nhwc_outputs and not v.is_const:
+            if v.rank == 4 and st.nhwc_outputs and not v.is_const:
                 t = ctx.to_perm(v, NHWC_PERM, f"output '{name}' returned NHWC")
             else:
                 t = ctx.to_onnx(v, f"output '{name}' returned in ONNX layout")
             result[name] = tf.identity(t, name=_tf_name(name))
-        self.rewrites = self._import_rewrites + ctx.rewrites
-        self.transposes_inserted = ctx.transposes
+        # Recorded per trace: the module is traced once, at construction.
+        st.rewrites = st.import_rewrites + ctx.rewrites
+        st.transposes_inserted = ctx.transposes
         return result
 
     def _convert_node(self, ctx: Ctx, node: Node, ins: list[Val | None]) -> list[Val]:
         fn = onnx_ops.HANDLERS[node.op_type]
+        if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
+            raise ConversionError(f"{node.label()}: the mask output of Dropout is not supported")
         try:
-            if node.op_type != "Dropout" and all(v is None or v.is_const for v in ins):
+            if all(v is None or v.is_const for v in ins):
                 # Constant subgraph: evaluate now, eagerly, outside the traced graph.
                 ctx.folding = True
                 try:
@@ -327,8 +450,6 @@ class ImportedOnnx(tf.Module):
                         return [onnx_ops.const(np.asarray(ctx.to_onnx(v, "fold"))) for v in outs]
                 finally:
                     ctx.folding = False
-            if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1]:
-                raise ConversionError(f"{node.label()}: the mask output of Dropout is not supported")
             return fn(ctx, node, ins)
         except ConversionError:
             raise

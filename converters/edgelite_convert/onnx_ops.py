@@ -403,8 +403,7 @@ def _binary(op_type: str, fn: Callable[[Any, Any], Any]) -> None:
 
 
 def _div(x: Any, y: Any) -> Any:
-    dt = tf.as_dtype(x.dtype) if not isinstance(x, np.ndarray) else tf.as_dtype(x.dtype)
-    if dt.is_integer:
+    if tf.as_dtype(x.dtype).is_integer:
         return tf.math.truncatediv(x, y)  # ONNX integer Div truncates like C
     return tf.math.divide(x, y)
 
@@ -1149,8 +1148,8 @@ def _softmax(ctx: Ctx, node: Node, ins: list) -> list:
     else:
         axis = _norm_axis(int(node.attrs.get("axis", -1)), v.rank)
     if v.colperm is not None:
-        return [Val(fn(v.t, axis=-1), v.perm, v.colperm)] if axis == 1 and v.rank == 2 else \
-            [tensor(fn(ctx.to_onnx(v, node.label()), axis=axis))]
+        t = ctx.drop_colperm(v, f"{node.label()} on a flattened NHWC tensor")
+        v = tensor(t)
     stored_axis = v.perm.index(axis)
     if stored_axis != v.rank - 1:
         ctx.note(f"{node.label()}: softmax over a non-last stored axis (TFLite adds TRANSPOSEs)")

@@ -136,6 +136,8 @@ _OPT_WHILE = 93
 _OPT_CALL_ONCE = 103
 _OPT_CONV3D = 106
 _OPT_CONCATENATION = 10
+_OPT_SPLIT = 35
+_OPT_SPLIT_V = 79
 
 # The options table each kernel casts its parameters from. When the union type
 # stored in the file differs, TFLite silently falls back to zero-filled params
@@ -152,6 +154,8 @@ _REQUIRED_OPTIONS = {
     _OP["IF"]: _OPT_IF,
     _OP["WHILE"]: _OPT_WHILE,
     _OP["CALL_ONCE"]: _OPT_CALL_ONCE,
+    _OP["SPLIT"]: _OPT_SPLIT,
+    _OP["SPLIT_V"]: _OPT_SPLIT_V,
 }
 
 # Inputs that may be omitted (tensor index -1), by operator: the bias of the
@@ -173,29 +177,109 @@ _OPTIONAL_INPUTS: dict[int, tuple[int, ...]] = {
     )},
 }
 
-# Ops whose operand counts and output shape _check_shapes verifies:
-# code -> (rule, min inputs, max inputs).
-_SHAPE_RULES: dict[int, tuple[str, int, int]] = {
-    _OP["CONV_2D"]: ("conv", 2, 3),
-    _OP["DEPTHWISE_CONV_2D"]: ("depthwise", 2, 3),
-    _OP["AVERAGE_POOL_2D"]: ("pool", 1, 1),
-    _OP["MAX_POOL_2D"]: ("pool", 1, 1),
-    _OP["L2_POOL_2D"]: ("pool", 1, 1),
-    _OP["FULLY_CONNECTED"]: ("fc", 2, 3),
-    _OP["RESHAPE"]: ("reshape", 1, 2),
-    _OP["CONCATENATION"]: ("concat", 1, 999),
-    **{_OP[n]: ("same", 1, 1) for n in (
+# Ops whose output shape (and operand types) _check_shapes verifies.
+_SHAPE_RULES: dict[int, str] = {
+    _OP["CONV_2D"]: "conv",
+    _OP["DEPTHWISE_CONV_2D"]: "depthwise",
+    _OP["AVERAGE_POOL_2D"]: "pool",
+    _OP["MAX_POOL_2D"]: "pool",
+    _OP["L2_POOL_2D"]: "pool",
+    _OP["FULLY_CONNECTED"]: "fc",
+    _OP["RESHAPE"]: "reshape",
+    _OP["CONCATENATION"]: "concat",
+    _OP["FAKE_QUANT"]: "same",
+    **{_OP[n]: "same" for n in (
         "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH",
         "HARD_SWISH", "LEAKY_RELU", "ELU", "GELU", "QUANTIZE", "DEQUANTIZE", "ABS",
         "NEG", "EXP", "LOG", "SQRT", "RSQRT", "SQUARE", "FLOOR", "CEIL", "ROUND",
         "SIN", "COS", "SIGN", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "CAST",
         "LOCAL_RESPONSE_NORMALIZATION",
     )},
-    **{_OP[n]: ("broadcast", 2, 2) for n in (
+    **{_OP[n]: "broadcast" for n in (
         "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE",
         "POW", "FLOOR_DIV", "FLOOR_MOD", "PRELU",
     )},
 }
+# Ops whose output type may differ from the input's: input dtype -> allowed
+# output dtypes (None = the kernel checks every combination itself). A float
+# SOFTMAX writing into an int8 output overruns the output buffer (found by
+# tests/test_fuzz.py's operator-code sweep).
+_QINT = ("int8", "uint8", "int16")
+_SOFTMAX_TYPES = {"float32": ("float32",), "int8": ("int8", "int16"),
+                  "uint8": ("uint8", "int16"), "int16": ("int16",)}
+_DTYPE_CHANGING: dict[int, dict[str, tuple[str, ...]] | None] = {
+    _OP["QUANTIZE"]: {d: _QINT for d in ("float32", "float16", *_QINT)},
+    _OP["DEQUANTIZE"]: {d: ("float32",) for d in (*_QINT, "float16", "int4")},
+    _OP["SOFTMAX"]: _SOFTMAX_TYPES,
+    _OP["LOG_SOFTMAX"]: _SOFTMAX_TYPES,
+    _OP["CAST"]: None,
+}
+
+# Operand counts the builtin kernels assume: "NAME min_in max_in min_out max_out"
+# (* = unbounded). Several kernels (SPLIT, SLICE, STRIDED_SLICE, BATCH_MATMUL,
+# ASSIGN_VARIABLE...) fetch operands by position without checking how many
+# there are, so a corrupted operator code or operand list segfaults them
+# (found by tests/test_fuzz.py's operator-code sweep). Ops not listed (LSTM
+# family, control flow, custom ops) are left to the interpreter.
+_ARITY_SPEC = """
+ADD 2 2 1 1; SUB 2 2 1 1; MUL 2 2 1 1; DIV 2 2 1 1; MAXIMUM 2 2 1 1; MINIMUM 2 2 1 1
+POW 2 2 1 1; SQUARED_DIFFERENCE 2 2 1 1; FLOOR_DIV 2 2 1 1; FLOOR_MOD 2 2 1 1
+ATAN2 2 2 1 1; BITWISE_XOR 2 2 1 1; RIGHT_SHIFT 2 2 1 1; PRELU 2 2 1 1
+LESS 2 2 1 1; LESS_EQUAL 2 2 1 1; GREATER 2 2 1 1; GREATER_EQUAL 2 2 1 1
+EQUAL 2 2 1 1; NOT_EQUAL 2 2 1 1; LOGICAL_AND 2 2 1 1; LOGICAL_OR 2 2 1 1
+AVERAGE_POOL_2D 1 1 1 1; MAX_POOL_2D 1 1 1 1; L2_POOL_2D 1 1 1 1
+CONV_2D 2 3 1 1; DEPTHWISE_CONV_2D 2 3 1 1; FULLY_CONNECTED 2 3 1 2
+TRANSPOSE_CONV 3 4 1 1; CONV_3D 2 3 1 1; CONV_3D_TRANSPOSE 3 4 1 1
+CONCATENATION 1 * 1 1; PACK 1 * 1 1; ADD_N 1 * 1 1; UNPACK 1 1 1 *
+SPLIT 2 2 1 *; SPLIT_V 3 3 1 *; TOPK_V2 2 2 2 2; UNIQUE 1 1 2 2
+RESHAPE 1 2 1 1; SQUEEZE 1 1 1 1; EXPAND_DIMS 2 2 1 1; TRANSPOSE 2 2 1 1
+SLICE 3 3 1 1; STRIDED_SLICE 4 4 1 1; GATHER 2 2 1 1; GATHER_ND 2 2 1 1
+PAD 2 2 1 1; PADV2 3 3 1 1; MIRROR_PAD 2 2 1 1; TILE 2 2 1 1; BROADCAST_TO 2 2 1 1
+SPACE_TO_DEPTH 1 1 1 1; DEPTH_TO_SPACE 1 1 1 1
+SPACE_TO_BATCH_ND 3 3 1 1; BATCH_TO_SPACE_ND 3 3 1 1
+RESIZE_BILINEAR 2 2 1 1; RESIZE_NEAREST_NEIGHBOR 2 2 1 1
+MEAN 2 2 1 1; SUM 2 2 1 1; REDUCE_PROD 2 2 1 1; REDUCE_MAX 2 2 1 1
+REDUCE_MIN 2 2 1 1; REDUCE_ANY 2 2 1 1; REDUCE_ALL 2 2 1 1
+ARG_MAX 2 2 1 1; ARG_MIN 2 2 1 1; CUMSUM 2 2 1 1; BATCH_MATMUL 2 2 1 1
+SELECT 3 3 1 1; SELECT_V2 3 3 1 1; ONE_HOT 4 4 1 1; FILL 2 2 1 1; RANGE 3 3 1 1
+REVERSE_V2 2 2 1 1; REVERSE_SEQUENCE 2 2 1 1; SCATTER_ND 3 3 1 1
+SEGMENT_SUM 2 2 1 1; MATRIX_DIAG 1 1 1 1; MATRIX_SET_DIAG 2 2 1 1
+DYNAMIC_UPDATE_SLICE 3 3 1 1; BROADCAST_ARGS 2 2 1 1; EMBEDDING_LOOKUP 2 2 1 1
+NON_MAX_SUPPRESSION_V4 5 5 2 2; NON_MAX_SUPPRESSION_V5 6 6 3 3
+VAR_HANDLE 0 0 1 1; READ_VARIABLE 1 1 1 1; ASSIGN_VARIABLE 2 2 0 0
+RELU 1 1 1 1; RELU6 1 1 1 1; RELU_N1_TO_1 1 1 1 1; RELU_0_TO_1 1 1 1 1
+LOGISTIC 1 1 1 1; TANH 1 1 1 1; HARD_SWISH 1 1 1 1; LEAKY_RELU 1 1 1 1
+ELU 1 1 1 1; GELU 1 1 1 1; SOFTMAX 1 1 1 1; LOG_SOFTMAX 1 1 1 1
+QUANTIZE 1 1 1 1; DEQUANTIZE 1 1 1 1; FAKE_QUANT 1 1 1 1; CAST 1 1 1 1
+ABS 1 1 1 1; NEG 1 1 1 1; EXP 1 1 1 1; LOG 1 1 1 1; SQRT 1 1 1 1; RSQRT 1 1 1 1
+SQUARE 1 1 1 1; FLOOR 1 1 1 1; CEIL 1 1 1 1; ROUND 1 1 1 1; SIN 1 1 1 1
+COS 1 1 1 1; SIGN 1 1 1 1; LOGICAL_NOT 1 1 1 1; ZEROS_LIKE 1 1 1 1
+SHAPE 1 1 1 1; RANK 1 1 1 1; WHERE 1 1 1 1; DENSIFY 1 1 1 1; BITCAST 1 1 1 1
+L2_NORMALIZATION 1 1 1 1; LOCAL_RESPONSE_NORMALIZATION 1 1 1 1
+"""
+_ARITY: dict[int, tuple[int, float, int, float]] = {}
+for _line in _ARITY_SPEC.replace(";", "\n").splitlines():
+    if _line.strip():
+        _n, *_v = _line.split()
+        _ARITY[_OP[_n]] = tuple(math.inf if x == "*" else int(x) for x in _v)
+
+# Inputs that carry axes/shapes/paddings/permutations: XNNPACK and several
+# kernels read them as int32/int64 straight from the buffer. A float tensor
+# there (e.g. after a corrupted operator code turned RESHAPE into SPLIT) is read
+# as garbage indices and segfaults XNNPACK (found by tests/test_fuzz.py).
+_INDEX_INPUTS: dict[int, tuple[int, ...]] = {
+    _OP["SPLIT"]: (0,), _OP["SPLIT_V"]: (1, 2), _OP["PAD"]: (1,),
+    _OP["PADV2"]: (1,), _OP["MIRROR_PAD"]: (1,), _OP["TRANSPOSE"]: (1,),
+    _OP["RESHAPE"]: (1,), _OP["SLICE"]: (1, 2), _OP["STRIDED_SLICE"]: (1, 2, 3),
+    _OP["MEAN"]: (1,), _OP["SUM"]: (1,), _OP["REDUCE_PROD"]: (1,),
+    _OP["REDUCE_MAX"]: (1,), _OP["REDUCE_MIN"]: (1,), _OP["REDUCE_ANY"]: (1,),
+    _OP["REDUCE_ALL"]: (1,), _OP["RESIZE_BILINEAR"]: (1,),
+    _OP["RESIZE_NEAREST_NEIGHBOR"]: (1,), _OP["EXPAND_DIMS"]: (1,),
+    _OP["TILE"]: (1,), _OP["BROADCAST_TO"]: (1,), _OP["SPACE_TO_BATCH_ND"]: (1, 2),
+    _OP["BATCH_TO_SPACE_ND"]: (1, 2), _OP["ARG_MAX"]: (1,), _OP["ARG_MIN"]: (1,),
+    _OP["CUMSUM"]: (1,), _OP["TRANSPOSE_CONV"]: (0,), _OP["REVERSE_V2"]: (1,),
+}
+_INDEX_DTYPES = frozenset({"int32", "int64"})
 
 # Offset-typed (vector/string) fields inside options tables, by union member:
 # {union type: {field id: element size, 0 meaning a string}}. Every other field
@@ -1137,6 +1221,16 @@ class _Parser:
         t.where = where
         inputs = t.ints(1, "inputs") or ()
         outputs = t.ints(2, "outputs") or ()
+        arity = _ARITY.get(code)
+        if arity is not None and not (arity[0] <= len(inputs) <= arity[1]
+                                      and arity[2] <= len(outputs) <= arity[3]):
+            def span(lo, hi):
+                return f"{lo}" if lo == hi else f"{lo}+" if hi == math.inf else f"{lo}-{hi}"
+            raise _Invalid(
+                f"{where}: has {len(inputs)} input(s) and {len(outputs)} output(s); "
+                f"{name} takes {span(*arity[:2])} input(s) and {span(*arity[2:])} "
+                f"output(s)"
+            )
         optional = _OPTIONAL_INPUTS.get(code, ())
         for j, ti in enumerate(inputs):
             if not -1 <= ti < nt:
@@ -1148,6 +1242,13 @@ class _Parser:
                 # segfaults (found by tests/test_fuzz.py with ADD).
                 raise _Invalid(f"{where}: input {j} is omitted (-1) but is not an "
                                f"optional input of {name}")
+        for j in _INDEX_INPUTS.get(code, ()):
+            if j < len(inputs) and inputs[j] >= 0 and \
+                    tensors[inputs[j]].dtype not in _INDEX_DTYPES:
+                t_ = tensors[inputs[j]]
+                raise _Invalid(f"{where}: input {j} (tensor {t_.index} {t_.name!r}) "
+                               f"holds axes/sizes and must be int32 or int64, not "
+                               f"{t_.dtype}")
         for j, ti in enumerate(outputs):
             if not 0 <= ti < nt:
                 raise _Invalid(f"{where}: output {j} tensor index {ti} out of range "
@@ -1186,6 +1287,12 @@ class _Parser:
                            f"the operator (expected {required})")
         if opts is not None:
             self._check_options(where, si, code, opt_type, opts)
+            if opt_type in (_OPT_SPLIT, _OPT_SPLIT_V):
+                # XNNPACK sizes its split from num_splits, not the output list.
+                ns = opts.scalar(0, _I32, 0)
+                if ns != len(outputs):
+                    raise _Invalid(f"{where}: num_splits is {ns} but the operator has "
+                                   f"{len(outputs)} output(s)")
         if code in _SHAPE_RULES:
             self._check_shapes(where, code, opts, inputs, outputs, tensors)
         return OperatorInfo(index=i, opcode_index=oi, op_name=name, builtin_code=code,
@@ -1278,16 +1385,12 @@ class _Parser:
         with dynamic (-1) dimensions are skipped: their stored shapes are
         placeholders until the interpreter resizes them.
         """
-        rule, n_in_min, n_in_max = _SHAPE_RULES[code]
-        if not n_in_min <= len(inputs) <= n_in_max or len(outputs) != 1:
-            want = (f"{n_in_min}" if n_in_min == n_in_max
-                    else f"{n_in_min}..{n_in_max}" if n_in_max < 99 else f">= {n_in_min}")
-            raise _Invalid(f"{where}: has {len(inputs)} input(s) and {len(outputs)} "
-                           f"output(s); expected {want} input(s) and 1 output")
+        rule = _SHAPE_RULES[code]  # operand counts were checked against _ARITY
         ins = [None if ti < 0 else tensors[ti] for ti in inputs]
         out = tensors[outputs[0]]
         if ins[0] is None:
             raise _Invalid(f"{where}: its first input is omitted (-1)")
+        self._check_dtypes(where, code, rule, ins, out)
         if any(t is not None and t.shape_signature is not None and -1 in t.shape_signature
                for t in (*ins, out)):
             return
@@ -1357,6 +1460,35 @@ class _Parser:
             expected = (n, oh, ow, cout)
         if tuple(out.shape) != tuple(expected):
             raise bad(expected)
+
+    @staticmethod
+    def _check_dtypes(where: str, code: int, rule: str, ins, out) -> None:
+        # Kernels dispatch on the input type and write the output as that type;
+        # an output tensor of another type has a buffer sized for the wrong
+        # element width, and FAKE_QUANT reads any input as float32 (found by
+        # tests/test_fuzz.py). Converters never emit such mismatches.
+        if code == _OP["FAKE_QUANT"]:
+            if ins[0].dtype != "float32":
+                raise _Invalid(f"{where}: input is {ins[0].dtype}, FAKE_QUANT takes "
+                               f"float32")
+            return
+        if code in _DTYPE_CHANGING:
+            allowed = _DTYPE_CHANGING[code]
+            if allowed is not None and out.dtype not in allowed.get(ins[0].dtype, ()):
+                raise _Invalid(f"{where}: cannot turn a {ins[0].dtype} input into a "
+                               f"{out.dtype} output")
+            return
+        if rule == "fc":
+            return
+        operands = [ins[0], *(t for t in ins[1:2] if rule == "broadcast")]
+        if rule == "concat":
+            operands = ins
+        for t in (*operands, out):
+            if t is not None and t.dtype != ins[0].dtype:
+                raise _Invalid(
+                    f"{where}: operand types differ ({ins[0].dtype} input, tensor "
+                    f"{t.index} {t.name!r} is {t.dtype})"
+                )
 
     @staticmethod
     def _concat_shape(where: str, o: _Table | None, shp) -> tuple[int, ...]:

@@ -29,30 +29,34 @@ __all__ = ["FloatOp", "InspectReport", "TensorSummary", "XnnpackOp", "inspect_mo
 _FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 
 # XNNPACK delegate coverage by precision: "qs8" = signed int8, "qu8" = uint8,
-# "float" = float32 (and float16 converted to float32). Measured with
-# tests/data/probe_xnnpack.py on ai-edge-litert 2.3.0 (x86_64): one small model
-# per op, converted by TensorFlow, loaded with the default XNNPACK delegate,
-# and delegated nodes read back from the execution plan. Ops the probe could
-# not produce come from the XNNPACK delegate's documented operator list.
-# Support can still depend on parameters (e.g. broadcast rank, dynamic shapes),
-# which only the empirical check sees.
+# "float" = float32. Measured with tests/data/probe_xnnpack.py on
+# ai-edge-litert 2.3.0 (x86_64): one small TF-converted model per op, loaded
+# with the default XNNPACK delegate, delegated nodes read back from the
+# execution plan. Not taken in int8 on that runtime, contrary to what one might
+# expect: AVERAGE_POOL_2D, SOFTMAX, HARD_SWISH, MAXIMUM, MINIMUM, PRELU, RELU,
+# RELU6 (standalone; fused activations are fine), DIV, SQUARED_DIFFERENCE,
+# GELU; RESIZE_NEAREST_NEIGHBOR and L2_NORMALIZATION in neither precision;
+# STRIDED_SLICE only with unit strides. QU8 (uint8 internals) cannot be
+# produced by current converters, so it is not measured; it mirrors QS8 here.
+# Support also depends on parameters (strides, broadcast rank, dynamic
+# shapes), which only the empirical check sees.
 _XNNPACK_QS8 = frozenset({
-    "ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE",
-    "DEQUANTIZE", "ELU", "FULLY_CONNECTED", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC",
-    "MAX_POOL_2D", "MAXIMUM", "MEAN", "MINIMUM", "MUL", "PAD", "QUANTIZE", "RESHAPE",
-    "RESIZE_BILINEAR", "SLICE", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE",
-    "STRIDED_SLICE", "SUB", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+    "ADD", "BATCH_MATMUL", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
+    "DEPTH_TO_SPACE", "DEQUANTIZE", "FULLY_CONNECTED", "LEAKY_RELU", "LOGISTIC",
+    "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE", "RESHAPE", "RESIZE_BILINEAR",
+    "SLICE", "SPACE_TO_DEPTH", "SPLIT", "STRIDED_SLICE", "SUB", "SUM", "TANH",
+    "TRANSPOSE", "TRANSPOSE_CONV",
 })
 _XNNPACK_QU8 = _XNNPACK_QS8
 _XNNPACK_FLOAT = frozenset({
     "ABS", "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CEIL", "CONCATENATION",
     "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "DIV", "ELU", "EXP",
     "FLOOR", "FULLY_CONNECTED", "GELU", "HARD_SWISH", "LEAKY_RELU", "LOG",
-    "LOGISTIC", "MAX_POOL_2D", "MAXIMUM", "MEAN", "MINIMUM", "MUL", "NEG", "PAD",
-    "PRELU", "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR",
-    "ROUND", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQRT",
-    "SQUARE", "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM",
-    "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+    "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL", "NEG", "PAD",
+    "PRELU", "RELU", "RELU6", "RESHAPE", "RESIZE_BILINEAR", "ROUND", "RSQRT",
+    "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQRT", "SQUARE",
+    "SQUARED_DIFFERENCE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TRANSPOSE",
+    "TRANSPOSE_CONV",
 })
 _XNNPACK_STATIC = {"qs8": _XNNPACK_QS8, "qu8": _XNNPACK_QU8, "float": _XNNPACK_FLOAT}
 
@@ -88,8 +92,9 @@ class FloatOp:
 class XnnpackOp:
     """Whether XNNPACK runs one operator in its precision.
 
-    ``precision`` is ``"qs8"`` (int8), ``"qu8"`` (uint8), ``"float"`` or
-    ``"other"`` (int32/bool/string... ops, which XNNPACK never takes).
+    ``precision`` is ``"qs8"`` (int8), ``"qu8"`` (uint8), ``"mixed"`` (int8 and
+    uint8, e.g. a uint8<->int8 QUANTIZE), ``"float"`` or ``"other"``
+    (int32/bool/string... ops, which XNNPACK never takes).
     """
 
     subgraph: int
@@ -131,11 +136,12 @@ class InspectReport:
             ``"static"`` (table of known XNNPACK coverage).
         xnnpack_note: Which runtime was measured, or why the table was used.
         xnnpack_ops: Per-operator verdicts.
-        xnnpack_unsupported: Op names (with precision) XNNPACK leaves to the
-            builtin kernels, e.g. ``"PRELU (qs8)"``.
-        metadata_names: Names of the model's metadata entries.
-        edgelite_metadata: The parsed ``edgelite`` JSON object, if present and valid.
-        edgelite_metadata_error: Why the ``edgelite`` entry could not be parsed.
+        xnnpack_unsupported: Op types XNNPACK leaves (at least once) to the
+            builtin kernels, e.g. ``"PRELU"``; ``xnnpack_ops`` has the precision.
+        metadata: ``{"names": [...], "edgelite": {...} | None,
+            "edgelite_error": str | None}``: the metadata entry names, the parsed
+            ``edgelite`` JSON object when present and valid, else why it could
+            not be parsed (a malformed block is reported, never raised).
     """
 
     source: str
@@ -150,16 +156,11 @@ class InspectReport:
     xnnpack_note: str
     xnnpack_ops: tuple[XnnpackOp, ...]
     xnnpack_unsupported: tuple[str, ...]
-    metadata_names: tuple[str, ...]
-    edgelite_metadata: dict | None = None
-    edgelite_metadata_error: str | None = None
-    _extra: dict = field(default_factory=dict, repr=False, compare=False)
+    metadata: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-serialisable builtins (lists, not tuples)."""
-        d = asdict(self)
-        d.pop("_extra", None)
-        return _jsonable(d)
+        return _jsonable(asdict(self))
 
     def to_text(self) -> str:
         """Return a human-readable multi-line summary (no trailing newline)."""
@@ -194,14 +195,19 @@ class InspectReport:
         n_del = sum(o.delegated for o in self.xnnpack_ops)
         lines.append(f"XNNPACK ({self.xnnpack_method}; {self.xnnpack_note}): "
                      f"{n_del}/{len(self.xnnpack_ops)} ops run by XNNPACK")
-        if self.xnnpack_unsupported:
-            lines.append("  not run by XNNPACK (builtin kernels): "
-                         + ", ".join(self.xnnpack_unsupported))
-        lines.append("Metadata: " + (", ".join(self.metadata_names) or "(none)"))
-        if self.edgelite_metadata is not None:
-            lines.append("  edgelite: " + json.dumps(self.edgelite_metadata, sort_keys=True))
-        if self.edgelite_metadata_error:
-            lines.append(f"  edgelite metadata is malformed: {self.edgelite_metadata_error}")
+        left = []
+        for o in self.xnnpack_ops:
+            label = f"{o.op_name} ({o.precision})"
+            if not o.delegated and label not in left:
+                left.append(label)
+        if left:
+            lines.append("  not run by XNNPACK (builtin kernels): " + ", ".join(left))
+        md = self.metadata
+        lines.append("Metadata: " + (", ".join(md.get("names", ())) or "(none)"))
+        if md.get("edgelite") is not None:
+            lines.append("  edgelite: " + json.dumps(md["edgelite"], sort_keys=True))
+        if md.get("edgelite_error"):
+            lines.append(f"  edgelite metadata is malformed: {md['edgelite_error']}")
         return "\n".join(lines)
 
 
@@ -238,9 +244,8 @@ def inspect_model(path_or_bytes, *, empirical: bool = True) -> InspectReport:
     xops, method, note = _xnnpack(info, empirical)
     unsupported = []
     for o in xops:
-        label = f"{o.op_name} ({o.precision})"
-        if not o.delegated and label not in unsupported:
-            unsupported.append(label)
+        if not o.delegated and o.op_name not in unsupported:
+            unsupported.append(o.op_name)
     meta, meta_err = _edgelite_metadata(info)
     return InspectReport(
         source=source,
@@ -255,9 +260,8 @@ def inspect_model(path_or_bytes, *, empirical: bool = True) -> InspectReport:
         xnnpack_note=note,
         xnnpack_ops=tuple(xops),
         xnnpack_unsupported=tuple(unsupported),
-        metadata_names=tuple(info.metadata),
-        edgelite_metadata=meta,
-        edgelite_metadata_error=meta_err,
+        metadata={"names": list(info.metadata), "edgelite": meta,
+                  "edgelite_error": meta_err},
     )
 
 
@@ -338,6 +342,8 @@ def _float_ops(info: ModelInfo):
 def _precision(sg, op) -> str:
     acts = [sg.tensors[t].dtype for t in (*op.inputs, *op.outputs)
             if t >= 0 and not sg.tensors[t].is_constant]
+    if "int8" in acts and "uint8" in acts:
+        return "mixed"  # uint8<->int8 requantisation: XNNPACK has no such kernel
     if "int8" in acts:
         return "qs8"
     if "uint8" in acts:

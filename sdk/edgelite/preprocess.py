@@ -245,30 +245,13 @@ def _convert_color(image: np.ndarray, color: ColorOrder) -> np.ndarray:
 
 
 def resize(image: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:
-    """Resize HWC uint8 to ``(h, w)``: OpenCV (INTER_AREA down, INTER_LINEAR up) when
-    installed, else a numpy bilinear fallback (half-pixel centres, like OpenCV's)."""
+    """Resize HWC uint8 to ``(h, w)``: area averaging when shrinking, bilinear when
+    enlarging; OpenCV when installed, else a numpy implementation of the same filters
+    (one implementation for the whole package: :func:`edgelite.face.geometry.resize_image`)."""
+    from .face.geometry import resize_image
+
     h, w = int(size_hw[0]), int(size_hw[1])
     if image.shape[:2] == (h, w):
         return image
-    try:
-        import cv2
-    except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        interp = cv2.INTER_AREA if (h < image.shape[0] and w < image.shape[1]) else cv2.INTER_LINEAR
-        out = cv2.resize(image, (w, h), interpolation=interp)
-        return out.reshape(h, w, image.shape[2]) if out.ndim == 2 else out
-    return _resize_bilinear_np(image, h, w)
-
-
-def _resize_bilinear_np(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    ih, iw = image.shape[:2]
-    ys = np.clip((np.arange(h) + 0.5) * ih / h - 0.5, 0, ih - 1)
-    xs = np.clip((np.arange(w) + 0.5) * iw / w - 0.5, 0, iw - 1)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, ih - 1), np.minimum(x0 + 1, iw - 1)
-    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    img = image.astype(np.float32)
-    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
-    bot = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
-    return np.clip(np.round(top * (1 - wy) + bot * wy), 0, 255).astype(np.uint8)
+    out = resize_image(image, (h, w))
+    return out.reshape(h, w, image.shape[2]) if out.ndim == 2 else out

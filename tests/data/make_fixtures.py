@@ -14,6 +14,8 @@ Outputs:
     conv_float.tflite       conv+relu+maxpool+avgpool+dense, float32, 1x32x32x3
     conv_int8.tflite        the same weights, full-integer, int8 input/output
     conv_uint8io.tflite     the same weights, full-integer, uint8 input/output
+    conv_int8_floatio.tflite  the same weights, full-integer inside, float32
+                            input/output (QUANTIZE/DEQUANTIZE wrappers)
     multi_signature.tflite  float tf.Module with two signatures, ``add``, ``mul``
     prelu_int8.tflite       full-integer int8 conv+PReLU model (PRELU op), with an
                             ``edgelite`` JSON metadata entry added afterwards
@@ -158,6 +160,7 @@ def main() -> None:
         "conv_float.tflite": _convert(conv, quantize=False),
         "conv_int8.tflite": _convert(conv, quantize=True, io_type=tf.int8),
         "conv_uint8io.tflite": _convert(conv, quantize=True, io_type=tf.uint8),
+        "conv_int8_floatio.tflite": _convert(conv, quantize=True, io_type=tf.float32),
         "multi_signature.tflite": _multi_signature(),
     }
     prelu = _convert(_prelu_module(), quantize=True, io_type=tf.int8, shape=(1, 16, 16, 3))

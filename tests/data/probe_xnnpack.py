@@ -6,7 +6,7 @@ and its default XNNPACK delegate, and reads back which nodes were delegated
 (``edgelite.inspect.delegated_ops``). The result feeds the static table in
 ``sdk/edgelite/inspect.py`` used when no runtime is importable::
 
-    .venv/bin/python tests/data/probe_xnnpack.py
+    .venv/bin/python tests/data/probe_xnnpack.py [OP_NAME ...]
 
 Needs TensorFlow (the ``convert`` extra). Prints one line per probe:
 ``<intended op>  <precision>  <op in the converted model>=<delegated?> ...``.
@@ -58,6 +58,7 @@ def _probes():
         ("RESHAPE", one, lambda x: tf.reshape(x, (1, 64, 4))),
         ("RESIZE_BILINEAR", one, lambda x: tf.image.resize(x, (16, 16), "bilinear")),
         ("RESIZE_NEAREST_NEIGHBOR", one, lambda x: tf.image.resize(x, (16, 16), "nearest")),
+        ("RESIZE_NEAREST/v1", one, lambda x: tf.compat.v1.image.resize_nearest_neighbor(x, (16, 16))),
         ("TRANSPOSE", one, lambda x: tf.transpose(x, (0, 3, 1, 2))),
         ("PAD", one, lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])),
         ("LEAKY_RELU", one, lambda x: tf.nn.leaky_relu(x, 0.1)),
@@ -71,7 +72,8 @@ def _probes():
         ("RELU6", one, tf.nn.relu6),
         ("SPLIT", one, lambda x: tf.split(x, 2, axis=3)),
         ("SLICE", one, lambda x: tf.slice(x, [0, 1, 1, 0], [1, 4, 4, 4])),
-        ("STRIDED_SLICE", one, lambda x: x[:, ::2, 1:7, :]),
+        ("STRIDED_SLICE", one, lambda x: x[:, 1:7, 1:7, :]),
+        ("STRIDED_SLICE/2", one, lambda x: x[:, ::2, 1:7, :]),
         ("DEPTH_TO_SPACE", one, lambda x: tf.nn.depth_to_space(x, 2)),
         ("SPACE_TO_DEPTH", one, lambda x: tf.nn.space_to_depth(x, 2)),
         ("BATCH_MATMUL", two, lambda x, y: tf.matmul(x, y, transpose_b=True)),
@@ -107,8 +109,10 @@ def _convert(fn, shapes, int8: bool) -> bytes:
     return conv.convert()
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
     for name, shapes, fn in _probes():
+        if only and name not in only:
+            continue
         for int8 in (True, False):
             prec = "int8" if int8 else "float"
             try:
@@ -129,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -46,6 +46,24 @@ _LAZY = {
     # gallery
     "FaceGallery": "edgelite.face.gallery",
     "DEFAULT_THRESHOLD": "edgelite.face.gallery",
+    # task classes (layer 2)
+    "FaceDetector": "edgelite.face.detector",
+    "FaceDetectorOptions": "edgelite.face.detector",
+    "FaceEmbedder": "edgelite.face.embedder",
+    "FaceEmbedderOptions": "edgelite.face.embedder",
+    "cosine_similarity": "edgelite.face.embedder",
+    "FaceRecognizer": "edgelite.face.recognizer",
+    "FaceRecognizerOptions": "edgelite.face.recognizer",
+    "RecognizedFace": "edgelite.face.recognizer",
+    "RecognitionResult": "edgelite.face.recognizer",
+    # convenience (layer 3)
+    "detect_faces": "edgelite.face.api",
+    "embed_faces": "edgelite.face.api",
+    "compare_faces": "edgelite.face.api",
+    # images
+    "load_image": "edgelite.image",
+    "to_bgr": "edgelite.image",
+    "from_bgr": "edgelite.image",
 }
 
 

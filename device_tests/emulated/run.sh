@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Parity tests on an emulated Raspberry Pi (arm64 Debian under qemu-user).
+#
+# What it proves: the zoo models built on an x86_64 workstation give the same raw
+# outputs (within the tolerances documented in device_tests/test_parity.py) when run
+# by the *runtime-only* install (numpy + ai-edge-litert + edgelite, no extras) on an
+# aarch64 userland, where LiteRT/XNNPACK pick their ARM (NEON) kernels. It does not
+# measure speed: qemu translates every instruction, so timings are meaningless and
+# this script never reports them.
+#
+# Steps (each cached, so a re-run only refreshes edgelite, models and tests):
+#   1. tools: debootstrap, qemu-user-static, binfmt-support (apt-get, when root);
+#   2. binfmt_misc: mount it and enable qemu-aarch64 so the kernel runs arm64 ELF
+#      files through qemu (needed by debootstrap's second stage, which execs dozens
+#      of programs inside the chroot);
+#   3. rootfs: debootstrap --foreign --arch=arm64 bookworm + second stage in the chroot;
+#   4. venv in the rootfs: numpy + ai-edge-litert (same version as the host venv by
+#      default, so a mismatch points at the CPU, not at a runtime upgrade) + pytest;
+#   5. edgelite wheel built from this checkout (on the host, from a temp copy so the
+#      tree is left untouched), installed with --no-deps: no vision/convert extras;
+#   6. zoo models + golden files + device_tests/test_parity.py copied in; pytest run.
+#
+# Usage: device_tests/emulated/run.sh [--rebuild] [--prepare-only]
+# Env:   EDGELITE_EMU_DIR      rootfs cache (default ~/.cache/edgelite/emulated-rootfs)
+#        EDGELITE_CACHE_DIR    where the zoo models are (default ~/.cache/edgelite)
+#        EDGELITE_LITERT_VERSION  ai-edge-litert version for the rootfs (default: host's)
+#        DEBIAN_MIRROR         default http://deb.debian.org/debian
+#        HOST_PYTHON           python used to build the wheel (default .venv/bin/python)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+EMU_DIR="${EDGELITE_EMU_DIR:-$HOME/.cache/edgelite/emulated-rootfs}"
+ROOT="$EMU_DIR/bookworm-arm64"
+SUITE=bookworm
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+CACHE="${EDGELITE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgelite}"
+HOST_PYTHON="${HOST_PYTHON:-$REPO/.venv/bin/python}"
+[ -x "$HOST_PYTHON" ] || HOST_PYTHON=python3
+REBUILD=0
+PREPARE_ONLY=0
+for a in "$@"; do
+  case "$a" in
+    --rebuild) REBUILD=1 ;;
+    --prepare-only) PREPARE_ONLY=1 ;;
+    -h|--help) sed -n 2,30p "$0"; exit 0 ;;
+    *) echo "unknown argument: $a (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+T0=$(date +%s)
+log() { printf '[emulated %4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+die() { echo "error: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount). Run: sudo $0"
+[ "$(uname -m)" = x86_64 ] || [ "$(uname -m)" = aarch64 ] || die "unsupported host $(uname -m)"
+
+# --- 1. tools ---------------------------------------------------------------------
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need+=(binfmt-support)
+if [ ${#need[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
+  log "installing ${need[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+QEMU="$(command -v qemu-aarch64-static)"
+
+# --- 2. binfmt_misc ---------------------------------------------------------------
+BINFMT=0
+if [ "$(uname -m)" = aarch64 ]; then
+  BINFMT=native   # already arm64: no emulation needed
+else
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 2>/dev/null || true
+  if grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then BINFMT=1; fi
+fi
+if [ "$BINFMT" = 0 ]; then
+  # Without binfmt only the first process runs under qemu; qemu-user does not follow
+  # execve() into another arm64 program, so debootstrap --second-stage and pip (which
+  # spawn subprocesses) cannot work. Say so instead of failing half-way.
+  die "cannot register qemu-aarch64 with binfmt_misc (no CAP_SYS_ADMIN / unprivileged container?).
+  Try on the host: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64
+  A single binary can still be run explicitly: chroot ROOT /usr/bin/qemu-aarch64-static /bin/sh -c ..."
+fi
+log "binfmt: $BINFMT ($QEMU)"
+
+# --- mounts, always undone ----------------------------------------------------------
+MOUNTED=()
+cleanup() {
+  for ((i=${#MOUNTED[@]}-1; i>=0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+mount_chroot() {
+  for d in proc sys dev; do
+    mountpoint -q "$ROOT/$d" && continue
+    case "$d" in
+      proc) mount -t proc proc "$ROOT/proc" ;;
+      *) mount --rbind "/$d" "$ROOT/$d"; mount --make-rslave "$ROOT/$d" ;;
+    esac
+    MOUNTED+=("$ROOT/$d")
+  done
+  cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+}
+in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  LANG=C.UTF-8 EDGELITE_CACHE_DIR=/opt/edgelite-cache PIP_DISABLE_PIP_VERSION_CHECK=1 "$@"; }
+
+# --- 3. rootfs ----------------------------------------------------------------------
+if [ "$REBUILD" = 1 ] && [ -d "$ROOT" ]; then
+  log "removing cached rootfs $ROOT"
+  for d in proc sys dev; do umount -l "$ROOT/$d" 2>/dev/null || true; done
+  rm -rf --one-file-system "$ROOT"
+fi
+mkdir -p "$EMU_DIR"
+if [ ! -e "$ROOT/.stage1" ]; then
+  log "debootstrap --foreign $SUITE arm64 -> $ROOT"
+  rm -rf --one-file-system "$ROOT"
+  debootstrap --foreign --arch=arm64 --variant=minbase \
+    --include=python3,python3-venv,python3-pip,ca-certificates "$SUITE" "$ROOT" "$MIRROR"
+  touch "$ROOT/.stage1"
+fi
+# With binfmt's F flag the interpreter is pinned at registration, but a copy inside
+# the rootfs also serves kernels/registrations without it and the explicit fallback.
+[ "$BINFMT" = native ] || install -m 0755 "$QEMU" "$ROOT/usr/bin/qemu-aarch64-static"
+if [ ! -e "$ROOT/.stage2" ]; then
+  log "debootstrap --second-stage (inside the chroot, under qemu)"
+  chroot "$ROOT" /debootstrap/debootstrap --second-stage
+  touch "$ROOT/.stage2"
+fi
+mount_chroot
+log "rootfs ready: $(in_root uname -m), $(in_root python3 -V)"
+
+# --- 4. runtime venv ----------------------------------------------------------------
+LITERT_VERSION="${EDGELITE_LITERT_VERSION:-$("$HOST_PYTHON" -c 'import importlib.metadata as m; print(m.version("ai-edge-litert"))' 2>/dev/null || true)}"
+SPEC="ai-edge-litert${LITERT_VERSION:+==$LITERT_VERSION}"
+if [ "$(cat "$ROOT/opt/venv/.spec" 2>/dev/null)" != "$SPEC" ]; then
+  log "venv: numpy + $SPEC + pytest (pip under qemu: a few minutes)"
+  rm -rf "$ROOT/opt/venv"
+  in_root python3 -m venv /opt/venv
+  in_root /opt/venv/bin/pip install -q numpy "$SPEC" pytest
+  echo "$SPEC" > "$ROOT/opt/venv/.spec"
+fi
+
+# --- 5. edgelite, runtime only ------------------------------------------------------
+WORK="$(mktemp -d)"
+trap 'cleanup; rm -rf "$WORK"' EXIT
+log "building the edgelite wheel from $REPO"
+mkdir -p "$WORK/src" "$WORK/dist"
+cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/sdk" "$REPO/converters" "$WORK/src/"
+[ -e "$REPO/LICENSE" ] && cp "$REPO/LICENSE" "$WORK/src/"
+find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+"$HOST_PYTHON" -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/src" >/dev/null
+WHEEL="$(ls "$WORK/dist"/edgelite-*.whl)"
+mkdir -p "$ROOT/opt/dist" && rm -f "$ROOT/opt/dist"/edgelite-*.whl && cp "$WHEEL" "$ROOT/opt/dist/"
+in_root /opt/venv/bin/pip install -q --no-deps --force-reinstall "/opt/dist/$(basename "$WHEEL")"
+# Prove the install is runtime-only: no TensorFlow, no OpenCV in the rootfs venv.
+in_root /opt/venv/bin/python -c '
+import importlib.util as u
+bad = [m for m in ("tensorflow", "cv2", "onnx", "onnxruntime") if u.find_spec(m)]
+assert not bad, f"not a runtime-only install: {bad}"
+import edgelite, edgelite.doctor as d
+r = d.report()
+ok = [b["name"] for b in r["backends"] if b["ok"]]
+plat, feats = r["platform"], r["cpu"].get("features")
+print(f"edgelite {edgelite.__version__} on {plat}; backends ok: {ok}; cpu features: {feats}")
+'
+[ "$PREPARE_ONLY" = 1 ] && { log "prepared (--prepare-only): not running the tests"; exit 0; }
+
+# --- 6. models + tests --------------------------------------------------------------
+shopt -s nullglob
+models=("$CACHE"/models/*.tflite)
+[ ${#models[@]} -gt 0 ] || die "no zoo models in $CACHE/models. Build them first (edgelite models build), or set EDGELITE_CACHE_DIR."
+rm -rf "$ROOT/opt/edgelite-cache" "$ROOT/opt/parity"
+mkdir -p "$ROOT/opt/edgelite-cache/models" "$ROOT/opt/parity"
+for m in "${models[@]}"; do
+  b="${m%.tflite}"
+  cp "$m" "$ROOT/opt/edgelite-cache/models/"
+  for side in "$b.json" "$b.golden.npz"; do [ -e "$side" ] && cp "$side" "$ROOT/opt/edgelite-cache/models/"; done
+done
+cp "$REPO/device_tests/test_parity.py" "$REPO/device_tests/conftest.py" "$ROOT/opt/parity/"
+log "copied ${#models[@]} model(s); running the parity tests under emulation"
+T_TEST=$(date +%s)
+set +e
+in_root /bin/sh -c 'cd /opt/parity && /opt/venv/bin/python -m pytest -q -m device -p no:cacheprovider -rs test_parity.py'
+rc=$?
+set -e
+log "parity tests: $([ $rc = 0 ] && echo PASSED || echo "FAILED (exit $rc)") in $(( $(date +%s) - T_TEST ))s; total $(( $(date +%s) - T0 ))s"
+exit $rc
