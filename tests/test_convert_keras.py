@@ -35,6 +35,10 @@ def keras_model(tmp_path_factory):
     # negative and positive slopes, all <= 1: the max(x, αx) rewrite applies
     alpha = np.linspace(-0.25, 0.9, 8).astype(np.float32).reshape(1, 1, 8)
     model.get_layer("prelu1").set_weights([alpha])
+    # an untrained net's softmax is near-uniform (argmax decided by noise); make the
+    # logits decisive so top-1 agreement measures quantization, not ties
+    k, b = model.get_layer("probs").get_weights()
+    model.get_layer("probs").set_weights([k * 40.0, b])
     path = tmp_path_factory.mktemp("keras") / "tiny.keras"
     model.save(path)
     return path, model

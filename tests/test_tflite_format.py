@@ -8,7 +8,6 @@ so each test breaks exactly one thing and checks the message names it.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -176,15 +175,14 @@ def test_read_model_info_accepts_paths_and_buffers(tmp_path):
 
 
 def test_parse_is_zero_copy_and_does_not_need_tensorflow():
+    import subprocess
     import sys
 
     info = parse_model(_bytes("conv_int8.tflite"))
     w = info.tensor_data(0, 5)
     assert w.dtype == np.int8 and w.shape == (8, 3, 3, 3)
     assert w.base is not None  # a view, not a copy
-    assert "tensorflow" not in sys.modules or True  # tests may import TF elsewhere
-    import subprocess
-
+    # In a fresh interpreter: neither TensorFlow nor the flatbuffers package.
     code = ("import sys, edgelite._tflite as t; "
             "t.read_model_info(sys.argv[1]); "
             "assert 'tensorflow' not in sys.modules and 'flatbuffers' not in sys.modules")
@@ -295,16 +293,6 @@ def _sg(m, i=0):
     return m.subgraphs[i]
 
 
-def _tensor(m, name):
-    return next(t for t in _sg(m).tensors if t.name == (name.encode()
-                                                           if isinstance(t.name, bytes)
-                                                           else name))
-
-
-def _set_buffer_data(m, idx, data: bytes):
-    m.buffers[idx].data = np.frombuffer(data, dtype=np.uint8)
-
-
 CORRUPTIONS = [
     ("schema version", "conv_int8.tflite",
      lambda m: setattr(m, "version", 2), "schema version 2"),
@@ -362,8 +350,9 @@ CORRUPTIONS = [
      lambda m: setattr(_sg(m).operators[1], "outputs", [5]),
      "output 0 is the constant tensor 5"),
     ("read before write", "conv_int8.tflite",
-     lambda m: setattr(_sg(m).operators[1], "inputs", [8]),
-     "reads tensor 8 'AvgPool2D' before any operator writes it"),
+     lambda m: setattr(_sg(m).operators[3], "inputs", [9, 1]),
+     r"operator 3 \(RESHAPE\): input 0 reads tensor 9 'Reshape' before any operator "
+     "writes it"),
     ("graph input index", "conv_int8.tflite",
      lambda m: setattr(_sg(m), "inputs", [500]),
      "input 0: tensor index 500 out of range"),
@@ -454,18 +443,7 @@ def test_parse_rejects_non_bytes():
         parse_model("conv_int8.tflite")
 
 
-def test_memoryview_of_other_format_is_accepted():
+def test_memoryview_of_numpy_buffer_is_accepted():
     data = _bytes("conv_int8.tflite")
-    arr = np.frombuffer(data[: len(data) // 4 * 4], dtype=np.uint32)
-    mv = memoryview(arr)
-    if len(data) % 4 == 0:
-        assert parse_model(mv).subgraphs == parse_model(data).subgraphs
-    else:  # pragma: no cover - fixture size dependent
-        with pytest.raises(edgelite.InvalidModelError):
-            parse_model(mv)
-
-
-@pytest.mark.skipif(os.environ.get("EDGELITE_SLOW_FORMAT") is None, reason="manual")
-def test_large_model_parse_manually():  # pragma: no cover
-    path = Path(os.environ["EDGELITE_SLOW_FORMAT"])
-    read_model_info(path)
+    mv = memoryview(np.frombuffer(data, dtype=np.uint8))
+    assert parse_model(mv).subgraphs == parse_model(data).subgraphs

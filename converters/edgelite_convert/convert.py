@@ -158,6 +158,31 @@ def _run_phase(phase: str, d: Path, timeout: float) -> dict:
     return json.loads((d / f"{phase}.json").read_text())
 
 
+_PREPARE_CACHE: dict[str, tuple[Path, dict]] = {}
+
+
+def _prepare_cached(job: dict, src_hash: str | None, d: Path, timeout: float) -> dict:
+    """Run the ``prepare`` phase, reusing this process's earlier result for the same
+    source file and import options (re-converting one model with other calibration
+    data or options then skips loading TensorFlow once more)."""
+    if src_hash is None:
+        return _run_phase("prepare", d, timeout)
+    key = json.dumps([src_hash, job["source_kind"], job.get("input_shapes"), job.get("prelu_rewrite")],
+                     sort_keys=True)
+    hit = _PREPARE_CACHE.get(key)
+    if hit is not None and Path(hit[1]["saved_model"]).exists():
+        return dict(hit[1])
+    keep = Path(tempfile.mkdtemp(prefix="edgelite-prepared-"))
+    (keep / "job.json").write_text(json.dumps(job))
+    prep = _run_phase("prepare", keep, timeout)
+    _PREPARE_CACHE[key] = (keep, prep)
+    if len(_PREPARE_CACHE) == 1:
+        import atexit
+        import shutil
+        atexit.register(lambda: [shutil.rmtree(k, ignore_errors=True) for k, _ in _PREPARE_CACHE.values()])
+    return dict(prep)
+
+
 def _prepare_module(module, d: Path) -> Path:
     """Save a live tf.Module / tf.function / Keras model to a SavedModel in ``d``."""
     import tensorflow as tf
@@ -223,7 +248,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                "prelu_rewrite": opts.prelu_rewrite, "keep_float": list(opts.keep_float),
                "debug_layers": opts.debug_layers, "input_shapes": input_shapes}
         (d / "job.json").write_text(json.dumps(job))
-        prep = _run_phase("prepare", d, opts.timeout_s)
+        prep = _prepare_cached(job, src_hash, d, opts.timeout_s)
+        (d / "prepare.json").write_text(json.dumps(prep))
         specs = [(i["name"], [None if s == -1 else s for s in i["shape"]], i["dtype"]) for i in prep["inputs"]]
         held = None
         calib_set = None

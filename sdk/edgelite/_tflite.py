@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import InvalidModelError, ModelNotFoundError
+from .errors import InvalidModelError, ModelNotFoundError, UnsupportedModelError
 
 __all__ = [
     "BUILTIN_OP_NAMES",
@@ -135,7 +135,6 @@ _OPT_IF = 92
 _OPT_WHILE = 93
 _OPT_CALL_ONCE = 103
 _OPT_CONV3D = 106
-_OPT_CONCATENATION = 10
 _OPT_SPLIT = 35
 _OPT_SPLIT_V = 79
 
@@ -234,7 +233,7 @@ CONCATENATION 1 * 1 1; PACK 1 * 1 1; ADD_N 1 * 1 1; UNPACK 1 1 1 *
 SPLIT 2 2 1 *; SPLIT_V 3 3 1 *; TOPK_V2 2 2 2 2; UNIQUE 1 1 2 2
 RESHAPE 1 2 1 1; SQUEEZE 1 1 1 1; EXPAND_DIMS 2 2 1 1; TRANSPOSE 2 2 1 1
 SLICE 3 3 1 1; STRIDED_SLICE 4 4 1 1; GATHER 2 2 1 1; GATHER_ND 2 2 1 1
-PAD 2 2 1 1; PADV2 3 3 1 1; MIRROR_PAD 2 2 1 1; TILE 2 2 1 1; BROADCAST_TO 2 2 1 1
+PAD 2 3 1 1; PADV2 2 3 1 1; MIRROR_PAD 2 2 1 1; TILE 2 2 1 1; BROADCAST_TO 2 2 1 1
 SPACE_TO_DEPTH 1 1 1 1; DEPTH_TO_SPACE 1 1 1 1
 SPACE_TO_BATCH_ND 3 3 1 1; BATCH_TO_SPACE_ND 3 3 1 1
 RESIZE_BILINEAR 2 2 1 1; RESIZE_NEAREST_NEIGHBOR 2 2 1 1
@@ -537,6 +536,10 @@ class _Invalid(Exception):
     """Internal: a structural problem, turned into InvalidModelError at the top."""
 
 
+class _Unsupported(_Invalid):
+    """Internal: a valid feature edgelite cannot load; UnsupportedModelError."""
+
+
 class _Table:
     """A verified flatbuffer table: position, vtable and inline size."""
 
@@ -634,10 +637,6 @@ class _Table:
             if rel == 0 or loc + rel >= r.limit:
                 raise _Invalid(f"{self.where}: {what}[{i}] points outside the file")
             yield _Table(r, loc + rel, f"{what}[{i}]")
-
-    def count(self, fid: int, what: str) -> int:
-        v = self.vector(fid, 4, what)
-        return 0 if v is None else v[1]
 
 
 class _Reader:
@@ -743,6 +742,8 @@ def parse_model(data: bytes | bytearray | memoryview) -> ModelInfo:
     Raises:
         InvalidModelError: The bytes are not a valid TFLite model; the message
             names the offending element and how to fix it.
+        UnsupportedModelError: A valid model using a feature edgelite cannot
+            load (tensor data in external side files).
         TypeError: ``data`` is not bytes-like.
     """
     buf, n = _as_buffer(data)
@@ -760,10 +761,16 @@ def parse_model(data: bytes | bytearray | memoryview) -> ModelInfo:
         raise InvalidModelError(f"not a TFLite model: {hint}")
     try:
         return _Parser(buf, n).parse()
+    except _Unsupported as exc:
+        raise UnsupportedModelError(f"unsupported TFLite model: {exc}") from None
     except _Invalid as exc:
         raise InvalidModelError(f"invalid TFLite model: {exc}; {_FIX}") from None
-    except struct.error as exc:  # defensive: every read above is bounds-checked
-        raise InvalidModelError(f"invalid TFLite model: {exc}; {_FIX}") from None
+    except (struct.error, IndexError, KeyError, OverflowError, ValueError) as exc:
+        # Defensive: every read is bounds-checked, so this means a check is
+        # missing; still a typed error, never an untyped one from a bad file.
+        raise InvalidModelError(
+            f"invalid TFLite model ({type(exc).__name__}: {exc}); {_FIX}"
+        ) from None
 
 
 def read_model_info(path_or_bytes) -> ModelInfo:
@@ -779,6 +786,7 @@ def read_model_info(path_or_bytes) -> ModelInfo:
     Raises:
         ModelNotFoundError: The path does not exist or is a directory.
         InvalidModelError: The file is empty or not a valid TFLite model.
+        UnsupportedModelError: See :func:`parse_model`.
         TypeError: The argument is neither a path nor bytes.
     """
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
@@ -811,6 +819,8 @@ def read_model_info(path_or_bytes) -> ModelInfo:
         return parse_model(data)
     except InvalidModelError as exc:
         raise InvalidModelError(f"{path}: {exc}") from None
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{path}: {exc}") from None
 
 
 def _prod(shape) -> int:
@@ -893,7 +903,8 @@ class _Parser:
             metadata.setdefault(name, bytes(self.b[start:start + length]))
 
         signatures = tuple(
-            self._signature(i, t, subgraphs) for i, t in enumerate(model.tables(7, "signature_defs"))
+            self._signature(i, t, subgraphs)
+            for i, t in enumerate(model.tables(7, "signature_defs"))
         )
         self._external_buffers(model)
         return ModelInfo(
@@ -1058,10 +1069,11 @@ class _Parser:
             for _ in t.tables(9, f"{where} variant_tensors"):
                 pass  # structural check only; subtypes only describe variants
         if t.scalar(10, _U32, 0):
-            # Model.external_buffers are not read by this runtime's interpreter
-            # version in a way we can verify end to end; refuse rather than guess.
-            raise _Invalid(f"{where}: uses an external buffer file (external_buffer "
-                           f"field), which edgelite does not support")
+            # The data lives in a side file that only the interpreter's file
+            # loader resolves; from bytes the tensor would have no data.
+            raise _Unsupported(f"{where}: its data is in an external buffer file "
+                               f"(Tensor.external_buffer); re-convert the model with "
+                               f"the weights inside the .tflite file")
         return TensorInfo(
             index=i, name=name, shape=tuple(shape),
             shape_signature=None if sig is None else tuple(sig), dtype=dtype,

@@ -24,7 +24,10 @@ from typing import Any
 
 from ._tflite import ModelInfo, QuantParams, TensorInfo, read_model_info
 
-__all__ = ["FloatOp", "InspectReport", "TensorSummary", "XnnpackOp", "inspect_model"]
+__all__ = [
+    "FloatOp", "InspectReport", "SubgraphSummary", "TensorSummary", "XnnpackOp",
+    "delegated_ops", "inspect_model",
+]
 
 _FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 
