@@ -210,6 +210,9 @@ def main(argv=None) -> int:
     if args.model:
         int8_path, float_path = out / f"{keras_path.stem}_int8.tflite", out / f"{keras_path.stem}_float32.tflite"
     labels = SUBJECTS if not args.model else None
+    labels_txt = out / "labels.txt"
+    if labels:
+        labels_txt.write_text("\n".join(labels) + "\n")
     opts = ConvertOptions(max_calibration_samples=100 if args.quick else 500,
                           recommended_calibration_samples=100)
     mean_s = " ".join(f"{v:g}" for v in spec.mean)
@@ -217,7 +220,7 @@ def main(argv=None) -> int:
     print("CLI equivalent:\n  edgelite convert "
           f"{keras_path} -o {int8_path} --calibration {calib} --validate {held} "
           f"--input-size {spec.size[0]} {spec.size[1]} --color {spec.color.value} --mean {mean_s} --std {std_s} "
-          + ("--task classification --labels labels.txt" if labels else ""))
+          + (f"--task classification --labels {labels_txt}" if labels else ""))
     t0 = time.perf_counter()
     res = convert(keras_path, int8_path, calibration=calib, validation=held, preprocess=spec, options=opts,
                   task="classification" if labels else "generic", labels=labels, progress=False,

@@ -34,6 +34,7 @@ import random
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -319,8 +320,11 @@ def run_fuzz(kind: str = "random", verify: bool = True, start: int = 0,
                "--stop", str(stop)]
         if not verify:
             cmd.append("--raw")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, text=True)
+        # stderr goes to a file, not a pipe: native logging could fill an unread
+        # pipe and stall the worker, which would look like a hang.
+        errlog = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errlog, env=env,
+                                text=True)
         current = None
         last_end = None
         sel = selectors.DefaultSelector()
@@ -345,7 +349,10 @@ def run_fuzz(kind: str = "random", verify: bool = True, start: int = 0,
                 current = None
         sel.close()
         rc = proc.wait()
-        stderr_tail = proc.stderr.read()[-800:]
+        proc.stdout.close()
+        errlog.seek(0)
+        stderr_tail = errlog.read()[-800:]
+        errlog.close()
         if current is None:
             if rc == 0:
                 break

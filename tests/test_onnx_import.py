@@ -721,6 +721,29 @@ def test_unsupported_ops_are_all_listed():
     assert "Relu" in SUPPORTED_OPS and unsupported_ops(_tiny_conv_model()) == []
 
 
+@pytest.mark.parametrize("opset", [11, 12, 13, 14, 15, 16, 17])
+def test_opsets(opset):
+    """A small CNN (conv, BN, clip, pool, resize, concat, softmax head) across opsets."""
+    clip_node = helper.make_node("Clip", ["b", "lo", "hi"], ["r"])
+    inits = {"w": rand(4, 3, 3, 3), **_bn_inits(4), "lo": np.array(0, np.float32), "hi": np.array(6, np.float32),
+             "roi": np.zeros(0, np.float32), "sc": np.array([1, 1, 2, 2], np.float32),
+             "fw": rand(8 * 4 * 4, 5), "fb": rand(5)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "bn_s", "bn_b", "bn_m", "bn_v"], ["b"]),
+             clip_node,
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Resize", ["p", "roi", "sc"], ["u"], mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("Concat", ["u", "r"], ["cat"], axis=1),
+             helper.make_node("AveragePool", ["cat"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["a"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["g"]),
+             helper.make_node("Softmax", ["g"], ["y"], axis=1)]
+    m = make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 5])], inits, opset)
+    imported = check(m, {"x": rand(1, 3, 8, 8, lo=-3, hi=3)})
+    assert imported.transposes_inserted == 0
+
+
 def test_bad_opset_and_missing_file(tmp_path):
     m = single("Relu", [1, 2], [1, 2], opset=13)
     m.opset_import[0].version = 5

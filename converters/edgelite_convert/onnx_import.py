@@ -19,8 +19,9 @@ How it works:
   are folded with numpy/eager TF at import time.
 * Graph rewrites made at import, each listed in :attr:`ImportedOnnx.rewrites`:
   ``BatchNormalization`` folded into the preceding ``Conv``/``ConvTranspose``/
-  ``Gemm`` (when it is the only consumer), and per-channel ``PRelu`` replaced by
-  ``max(x, α·x)`` (XNNPACK has no int8 PRELU kernel; see ``prelu_rewrite``).
+  ``Gemm`` (when it is the only consumer) or into a following ``Gemm`` through
+  ``Flatten``, and ``PRelu`` replaced by ``x + relu((α-1)·x)`` (XNNPACK has no int8
+  PRELU kernel; see ``prelu_rewrite``).
 
 Outputs keep ONNX semantics: same shapes and values as onnxruntime (4-D outputs
 come back NCHW unless ``nhwc_outputs=True``).
@@ -425,8 +426,10 @@ class ImportedOnnx(tf.Module):
                     env[name] = v
         result = {}
         for name in st.output_names:
+            if name not in env:
+                raise ConversionError(f"Graph output '{name}' is not produced by any node")
             v = env[name]
-            if v.rank == 4 and st.nhwc_outputs and not v.is_const:
+            if v.rank == 4 and st.nhwc_outputs:
                 t = ctx.to_perm(v, NHWC_PERM, f"output '{name}' returned NHWC")
             else:
                 t = ctx.to_onnx(v, f"output '{name}' returned in ONNX layout")
@@ -490,12 +493,16 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *,
         input_shapes: Static ONNX-layout (NCHW) shapes per input name, overriding
             the model's; dynamic batch dims default to 1, other dynamic dims must
             be given here.
-        prelu_rewrite: Replace per-channel PRelu by ``max(x, α·x)`` (or
-            ``relu(x)·(1-α) + α·x`` when some α > 1). XNNPACK, TFLite's default CPU
-            backend, has no int8 PRELU kernel: on SFace the naive int8 model runs
-            ~5x slower than float. Exact in float; turn off only to compare.
+        prelu_rewrite: Replace PRelu by an exact identity made of ops XNNPACK
+            runs in int8: ``x + relu((α-1)·x)`` (MUL with fused RELU + ADD), or
+            ``x + (1-α)·relu(-x)`` when some α > 1, or LEAKY_RELU for a single
+            slope. XNNPACK, TFLite's default CPU backend, has no int8 PRELU
+            kernel: naive int8 SFace runs 2-5x slower than float, rewritten
+            ~0.45x float (see ``onnx_ops._prelu``). Exact in float; turn off only
+            to compare.
         nhwc: Take 4-D inputs NHWC (the TFLite/camera convention). With False the
-            function takes ONNX's NCHW and transposes once at the input.
+            function takes ONNX's NCHW and transposes once at the input (counted
+            in ``transposes_inserted``).
         nhwc_outputs: Return 4-D outputs NHWC instead of ONNX's NCHW.
 
     Returns:

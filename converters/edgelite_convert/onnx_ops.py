@@ -469,18 +469,22 @@ def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
 
     Measured on SFace (27 per-channel PReLUs, 2 of them with some α > 1),
     full-int8 with 16 ORL faces for calibration, ai_edge_litert 2.3, XNNPACK,
-    num_threads=2, x86-64, median of 3x30 invokes, ratio to the float model in
-    the same run; min cosine to onnxruntime over 8 other faces:
+    num_threads=2, x86-64 (2 shared cores), median of 3x30 invokes; latency as a
+    ratio to the float model measured in the same run (absolute times varied 2x
+    with background load: float 8.4-28 ms), cosine = worst over 8 other faces of
+    the int8 embedding vs onnxruntime's:
 
-    ============================  ========  ==========
-    form                          vs float  min cosine
-    ============================  ========  ==========
-    naive PRELU                   5.0x      0.989
-    ``relu(x)·(1-α) + α·x``       2.9x      0.974
-    ``max(x, α·x)``               0.50x     0.933
-    ``x + (α-1)·min(x, 0)``       0.55x     0.985
-    **chosen**                    0.47x     0.987
-    ============================  ========  ==========
+    ============================  ==========  ==========
+    int8 form                     vs float    min cosine
+    ============================  ==========  ==========
+    naive PRELU                   2.2x-5.0x   0.989
+    ``relu(x)·(1-α) + α·x``       2.9x        0.974
+    ``max(x, α·x)``               0.50x       0.933
+    ``x + (α-1)·min(x, 0)``       0.55x       0.985
+    **chosen** (above)            0.44-0.47x  0.987
+    ============================  ==========  ==========
+
+    ``device_tests/bench_prelu.py`` re-measures naive vs chosen vs float.
     """
     v = ins[0]
     slope = opt_in(ins, 1)

@@ -325,6 +325,8 @@ class Model:
                          "that has no quantization parameters; convert the data yourself")
 
     def _batch_of(self, arrays: list[np.ndarray]) -> int:
+        if not arrays:
+            return 1
         batches = {a.shape[0] if a.ndim else 1 for a in arrays}
         if len(batches) > 1:
             raise InputError(f"inputs have different batch sizes {sorted(batches)}")
@@ -338,9 +340,9 @@ class Model:
         resizable = all(all(sig == -1 or got == shp for got, sig, shp in
                             zip(a.shape, s.shape_signature, s.shape)) for s, a in zip(specs, arrays))
         if resizable:
-            for s, a in zip(specs, arrays):
-                self._itp.resize_tensor_input(s.index, list(a.shape), strict=True)
             try:
+                for s, a in zip(specs, arrays):
+                    self._itp.resize_tensor_input(s.index, list(a.shape), strict=True)
                 self._itp.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 raise InputError(f"the model could not be resized to input shapes "
@@ -356,10 +358,18 @@ class Model:
 
     def _invoke(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         itp = self._itp
-        for s, a in zip(self.inputs, arrays):
-            itp.set_tensor(s.index, a)
-        itp.invoke()
-        return {s.name: itp.get_tensor(s.index).copy() for s in self.outputs}
+        if itp is None:
+            raise InputError(f"{self.source}: the model was closed; create a new Model")
+        try:
+            for s, a in zip(self.inputs, arrays):
+                itp.set_tensor(s.index, a)
+            itp.invoke()
+            return {s.name: itp.get_tensor(s.index).copy() for s in self.outputs}
+        except ValueError as e:  # set_tensor: dtype/shape refused by the interpreter
+            raise InputError(f"{self.source}: the interpreter refused the input: {e}") from e
+        except RuntimeError as e:  # a kernel failed at run time (e.g. an index out of bounds in GATHER)
+            raise InvalidModelError(f"{self.source}: inference failed inside the interpreter: {e}. "
+                                    "The model or its inputs are inconsistent.") from e
 
     def run_signature(self, key: str, *, quantize: bool = True, dequantize: bool = True,
                       **inputs) -> dict[str, np.ndarray]:
