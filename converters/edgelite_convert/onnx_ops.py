@@ -908,6 +908,23 @@ def _tf_linear_coords(out: int, size: int, align_corners: bool, half_pixel: bool
 _TF_RESIZE_VARIANTS = ((False, False), (True, False), (False, True))
 
 
+def _repeat_upsample(x, kh: int, kw: int):
+    """Nearest-neighbour upsample by integer factors with CONCATENATION + RESHAPE only.
+
+    out[h, w] = x[h // kh, w // kw]: concatenating kw copies on the channel axis and
+    reshaping (W, kw*C) -> (W*kw, C) repeats every column kw times; the same on the
+    width axis then reshaping (H, kh*W') -> (H*kh, W') repeats every row. Exact, and
+    the concatenated inputs share one quantization scale, so exact in int8 too.
+    """
+    _, h, w, c = (int(d) for d in x.shape)
+    y = x
+    if kw > 1:
+        y = tf.reshape(tf.concat([y] * kw, axis=3), [-1, h, w * kw, c])
+    if kh > 1:
+        y = tf.reshape(tf.concat([y] * kh, axis=2), [-1, h * kh, w * kw, c])
+    return y
+
+
 def _resize_nhwc(ctx: Ctx, node: Node, v: Val, out_hw: Sequence[int], scales_hw: Sequence[float],
                  mode: str, coord_mode: str, nearest_mode: str) -> Val:
     x = _nhwc_input(ctx, node, v)
@@ -915,6 +932,12 @@ def _resize_nhwc(ctx: Ctx, node: Node, v: Val, out_hw: Sequence[int], scales_hw:
     if mode == "nearest":
         want = [_nearest_index(_onnx_coords(coord_mode, out_hw[i], in_hw[i], scales_hw[i]), nearest_mode,
                                in_hw[i], scales_hw[i] < 1) for i in range(2)]
+        factors = [out_hw[i] // in_hw[i] if in_hw[i] and out_hw[i] % in_hw[i] == 0 else 0 for i in range(2)]
+        if all(k >= 1 for k in factors) and any(k > 1 for k in factors) and all(
+                np.array_equal(want[i], np.arange(out_hw[i]) // factors[i]) for i in range(2)):
+            ctx.note(f"{node.label()}: nearest x{factors[0]}x{factors[1]} upsample -> CONCATENATION + RESHAPE "
+                     "(XNNPACK runs no RESIZE_NEAREST_NEIGHBOR, in int8 or float; this form stays delegated)")
+            return tensor(_repeat_upsample(x, factors[0], factors[1]), NHWC_PERM)
         for ac, hp in _TF_RESIZE_VARIANTS:
             got = [_tf_nearest_index(out_hw[i], in_hw[i], ac, hp) for i in range(2)]
             if all(np.array_equal(g, w) for g, w in zip(got, want)):

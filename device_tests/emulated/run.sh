@@ -136,10 +136,17 @@ log "rootfs ready: $(in_root uname -m), $(in_root python3 -V)"
 LITERT_VERSION="${EDGELITE_LITERT_VERSION:-$("$HOST_PYTHON" -c 'import importlib.metadata as m; print(m.version("ai-edge-litert"))' 2>/dev/null || true)}"
 SPEC="ai-edge-litert${LITERT_VERSION:+==$LITERT_VERSION}"
 if [ "$(cat "$ROOT/opt/venv/.spec" 2>/dev/null)" != "$SPEC" ]; then
-  log "venv: numpy + $SPEC + pytest (pip under qemu: a few minutes)"
-  rm -rf "$ROOT/opt/venv"
+  # The wheels are fetched by the *host's* pip (its index, proxy and CA settings
+  # apply; resolving under qemu is slow) for the rootfs's platform, then installed
+  # offline. Bookworm has glibc 2.36 and CPython 3.11.
+  log "venv: numpy + $SPEC + pytest (aarch64 wheels fetched by the host's pip, installed offline)"
+  rm -rf "$ROOT/opt/venv" "$ROOT/opt/wheels"
+  plat=()
+  for v in 36 35 34 31 28 27 17; do plat+=(--platform "manylinux_2_${v}_aarch64"); done
+  "$HOST_PYTHON" -m pip download -q --only-binary=:all: "${plat[@]}" --platform manylinux2014_aarch64 \
+    --python-version 3.11 --implementation cp --abi cp311 -d "$ROOT/opt/wheels" numpy "$SPEC" pytest
   in_root python3 -m venv /opt/venv
-  in_root /opt/venv/bin/pip install -q numpy "$SPEC" pytest
+  in_root /opt/venv/bin/pip install -q --no-index --find-links /opt/wheels numpy "$SPEC" pytest
   echo "$SPEC" > "$ROOT/opt/venv/.spec"
 fi
 
