@@ -168,7 +168,7 @@ def plot_latency(plt, rep: dict, path: Path) -> Path | None:
                 err.append((r["latency"]["p90"] - r["latency"]["p50"]) if r else 0)
             bars = ax.bar(x + (i - (len(precs) - 1) / 2) * w, vals, w, yerr=[[0] * len(err), err], capsize=3,
                           label=prec)
-            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, label_type="center", color="white")
         ax.set_xticks(x, [f"{t} thr" for t in threads])
         ax.set_title(name, fontsize=10)
         ax.set_ylabel("p50 latency (ms), whisker = p90")

@@ -162,17 +162,65 @@ find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
 WHEEL="$(ls "$WORK/dist"/edgelite-*.whl)"
 mkdir -p "$ROOT/opt/dist" && rm -f "$ROOT/opt/dist"/edgelite-*.whl && cp "$WHEEL" "$ROOT/opt/dist/"
 in_root /opt/venv/bin/pip install -q --no-deps --force-reinstall "/opt/dist/$(basename "$WHEEL")"
-# Prove the install is runtime-only: no TensorFlow, no OpenCV in the rootfs venv.
-in_root /opt/venv/bin/python -c '
-import importlib.util as u
-bad = [m for m in ("tensorflow", "cv2", "onnx", "onnxruntime") if u.find_spec(m)]
-assert not bad, f"not a runtime-only install: {bad}"
-import edgelite, edgelite.doctor as d
+
+# --- which qemu runs the runtime ----------------------------------------------------
+# Debian bookworm's qemu 7.2 segfaults inside ai-edge-litert 2.x's interpreter
+# constructor (any -cpu model, with or without XNNPACK; litert 1.4 runs), and qemu
+# 10 runs it. So: probe with the binfmt qemu; if the probe crashes, fetch the static
+# qemu-aarch64 of Debian trixie's qemu-user (apt-get download with a private sources
+# list, nothing installed on the host) and run the tests *explicitly* through it:
+# chroot ROOT /usr/bin/qemu-aarch64-new -cpu MODEL /opt/venv/bin/python ... (pytest
+# spawns no arm64 subprocess, so no binfmt is needed for that part).
+#
+# CPU models (EDGELITE_EMU_CPUS): cortex-a72 = Raspberry Pi 4 (NEON, no dot
+# product), cortex-a76 = Raspberry Pi 5 (NEON + dot product): XNNPACK picks
+# different int8 kernels for the two, and both must match the golden outputs.
+CPUS="${EDGELITE_EMU_CPUS:-cortex-a72 cortex-a76}"
+QEMU_RUN=""   # path inside the rootfs of an explicitly invoked qemu, empty = binfmt's
+py_arm() {
+  local cpu="$1"; shift
+  if [ "$BINFMT" = native ]; then in_root /opt/venv/bin/python "$@"
+  elif [ -n "$QEMU_RUN" ]; then in_root "$QEMU_RUN" -cpu "$cpu" /opt/venv/bin/python "$@"
+  else in_root QEMU_CPU="$cpu" /opt/venv/bin/python "$@"; fi
+}
+PROBE='import edgelite.doctor as d
 r = d.report()
-ok = [b["name"] for b in r["backends"] if b["ok"]]
-plat, feats = r["platform"], r["cpu"].get("features")
-print(f"edgelite {edgelite.__version__} on {plat}; backends ok: {ok}; cpu features: {feats}")
-'
+ok = [b["name"] + " " + str(b["version"]) for b in r["backends"] if b["ok"]]
+assert ok, r["backends"]
+print("backends ok:", ok, "| cpu features:", r["cpu"].get("features"), "|", r["platform"])'
+first_cpu="${CPUS%% *}"
+if [ "$BINFMT" != native ] && ! py_arm "$first_cpu" -c "$PROBE" >"$WORK/probe.log" 2>&1; then
+  log "the runtime does not run under $("$QEMU" --version | head -1) ($(tail -1 "$WORK/probe.log")); using a newer qemu"
+  if [ -n "${EDGELITE_QEMU:-}" ]; then
+    NEWQ="$EDGELITE_QEMU"
+  else
+    QDIR="$EMU_DIR/qemu-trixie"
+    NEWQ="$QDIR/qemu-aarch64"
+    if [ ! -x "$NEWQ" ]; then
+      log "fetching qemu-user from Debian trixie into $QDIR"
+      rm -rf "$QDIR"; mkdir -p "$QDIR/lists/partial" "$QDIR/deb"
+      echo "deb $MIRROR trixie main" > "$QDIR/sources.list"
+      APTO=(-o Dir::Etc::SourceList="$QDIR/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o Dir::State::Lists="$QDIR/lists" -o APT::Sandbox::User=root)
+      apt-get "${APTO[@]}" update -q >/dev/null
+      (cd "$QDIR/deb" && apt-get "${APTO[@]}" download -q qemu-user >/dev/null)
+      dpkg-deb -x "$QDIR"/deb/qemu-user_*.deb "$QDIR/x"
+      install -m 0755 "$QDIR/x/usr/bin/qemu-aarch64" "$NEWQ"
+      rm -rf "$QDIR/x" "$QDIR/deb" "$QDIR/lists"
+    fi
+  fi
+  install -m 0755 "$NEWQ" "$ROOT/usr/bin/qemu-aarch64-new"
+  QEMU_RUN=/usr/bin/qemu-aarch64-new
+  py_arm "$first_cpu" -c "$PROBE" >"$WORK/probe.log" 2>&1 || { cat "$WORK/probe.log"; die "the runtime does not run under $("$NEWQ" --version | head -1) either"; }
+fi
+QEMU_DESC="$([ "$BINFMT" = native ] && echo "native arm64" || { [ -n "$QEMU_RUN" ] && "$ROOT$QEMU_RUN" --version | head -1 || "$QEMU" --version | head -1; })"
+log "runtime probe ($QEMU_DESC, -cpu $first_cpu): $(tail -1 "$WORK/probe.log")"
+# Prove the install is runtime-only: no TensorFlow, no OpenCV in the rootfs venv.
+py_arm "$first_cpu" -c '
+import importlib.util as u
+bad = [m for m in ("tensorflow", "cv2", "onnx", "onnxruntime", "PIL") if u.find_spec(m)]
+assert not bad, f"not a runtime-only install: {bad}"
+print("runtime-only install: no tensorflow, cv2, onnx, onnxruntime, PIL")'
 [ "$PREPARE_ONLY" = 1 ] && { log "prepared (--prepare-only): not running the tests"; exit 0; }
 
 # --- 6. models + tests --------------------------------------------------------------
@@ -187,11 +235,23 @@ for m in "${models[@]}"; do
   for side in "$b.json" "$b.golden.npz"; do [ -e "$side" ] && cp "$side" "$ROOT/opt/edgelite-cache/models/"; done
 done
 cp "$REPO/device_tests/test_parity.py" "$REPO/device_tests/conftest.py" "$ROOT/opt/parity/"
-log "copied ${#models[@]} model(s); running the parity tests under emulation"
-T_TEST=$(date +%s)
-set +e
-in_root /bin/sh -c 'cd /opt/parity && /opt/venv/bin/python -m pytest -q -m device -p no:cacheprovider -rs test_parity.py'
-rc=$?
-set -e
-log "parity tests: $([ $rc = 0 ] && echo PASSED || echo "FAILED (exit $rc)") in $(( $(date +%s) - T_TEST ))s; total $(( $(date +%s) - T0 ))s"
+log "copied ${#models[@]} model(s) + golden files; parity tests under emulation, CPU models: $CPUS"
+rc=0
+summary=()
+for cpu in $CPUS; do
+  T_TEST=$(date +%s)
+  set +e
+  py_arm "$cpu" -m pytest -q -m device -p no:cacheprovider -rs --rootdir /opt/parity /opt/parity/test_parity.py \
+    2>&1 | tee "$WORK/pytest-$cpu.log"
+  r=${PIPESTATUS[0]}
+  set -e
+  line="$(grep -E '[0-9]+ (passed|failed|skipped)' "$WORK/pytest-$cpu.log" | tail -1)"
+  # all skipped (e.g. no golden files) is not a pass: nothing was compared
+  if [ $r = 0 ] && ! grep -q ' passed' <<<"$line"; then r=1; line="$line (nothing compared)"; fi
+  summary+=("$cpu: $([ $r = 0 ] && echo PASSED || echo "FAILED (exit $r)") -- $line -- $(( $(date +%s) - T_TEST ))s")
+  [ $r = 0 ] || rc=$r
+done
+log "summary ($QEMU_DESC):"
+for s in "${summary[@]}"; do log "  $s"; done
+log "total $(( $(date +%s) - T0 ))s (timings under emulation say nothing about a Pi's speed)"
 exit $rc

@@ -197,9 +197,32 @@ class Model:
             if self._external:
                 raise DelegateError(f"{self.source}: delegate(s) {self.delegates} could not be applied: {e}") from e
             raise _map_interpreter_error(e, self.source) from e
-        self.inputs = tuple(TensorSpec._from_details(d) for d in self._itp.get_input_details())
-        self.outputs = tuple(TensorSpec._from_details(d) for d in self._itp.get_output_details())
+        in_names, out_names = self._signature_names()
+        self.inputs = tuple(TensorSpec._from_details({**d, "name": in_names.get(d["index"], d["name"])})
+                            for d in self._itp.get_input_details())
+        self.outputs = tuple(TensorSpec._from_details({**d, "name": out_names.get(d["index"], d["name"])})
+                             for d in self._itp.get_output_details())
         self._cur_shapes = {s.index: s.shape for s in self.inputs}
+
+    def _signature_names(self) -> tuple[dict[int, str], dict[int, str]]:
+        """Tensor index -> signature name, when the model has exactly one signature.
+
+        Converters name graph outputs after internal ops (``PartitionedCall:3``); the
+        signature keeps the names the model was exported with (``cls_8``), which is
+        what users (and ONNX-converted models) expect.
+        """
+        try:
+            sigs = self._itp.get_signature_list()
+            if len(sigs) != 1:
+                return {}, {}
+            runner = self._itp.get_signature_runner(next(iter(sigs)))
+            ins = {int(d["index"]): n for n, d in runner.get_input_details().items()}
+            outs = {int(d["index"]): n for n, d in runner.get_output_details().items()}
+        except Exception:  # noqa: BLE001 - names are cosmetic; fall back to tensor names
+            return {}, {}
+        if len(set(ins.values())) != len(ins) or len(set(outs.values())) != len(outs):
+            return {}, {}
+        return ins, outs
 
     # -- introspection -----------------------------------------------------------
     @property
