@@ -83,11 +83,11 @@ def process_image(path: str, out_path: str | None) -> dict:
     try:
         if "rec" in _WORKER:
             res = _WORKER["rec"].recognize(img)
-            faces = [{**f.face.to_dict(), "name": f.name, "match_score": round(float(f.score), 4)}
+            faces = [{**_face_dict(f.face), "name": f.name, "match_score": round(float(f.score), 4)}
                      for f in res.faces]
         else:
             res = _WORKER["det"].detect(img)
-            faces = [{**f.to_dict(), "name": None, "match_score": None} for f in res.faces]
+            faces = [{**_face_dict(f), "name": None, "match_score": None} for f in res.faces]
         t2 = time.perf_counter()
         if out_path:
             draw(img, faces, Path(out_path), with_names="rec" in _WORKER)
@@ -98,6 +98,13 @@ def process_image(path: str, out_path: str | None) -> dict:
             "annotated": out_path,
             "timings_ms": {"decode": round((t1 - t0) * 1e3, 2), "faces": round((t2 - t1) * 1e3, 2),
                            "draw_and_save": round((t3 - t2) * 1e3, 2)}}
+
+
+def _face_dict(face) -> dict:
+    """Box/landmarks to 0.01 px and score to 1e-4: float32 noise would only bloat the JSON."""
+    d = face.to_dict()
+    return {"box": [round(v, 2) for v in d["box"]], "landmarks": [[round(x, 2), round(y, 2)] for x, y in d["landmarks"]],
+            "score": round(d["score"], 4)}
 
 
 def draw(image_rgb, faces: list[dict], dest: Path, with_names: bool) -> None:
@@ -116,7 +123,10 @@ def draw(image_rgb, faces: list[dict], dest: Path, with_names: bool) -> None:
         label = f"{f['score']:.2f}"
         if with_names:
             label = f"{f['name'] or 'unknown'} {f['match_score']:.2f}"
-        cv2.putText(img, label, (x0, max(10 * s, y0 - 5 * s)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * s, color, s,
+        # Text sized by the face, not the photo: small faces in a big photo keep readable, non-overlapping labels.
+        fs = max(0.4, min(0.5 * s, (x1 - x0) / 160))
+        th = max(1, round(fs * 1.5))
+        cv2.putText(img, label, (x0, max(int(12 * fs), y0 - 4 * th)), cv2.FONT_HERSHEY_SIMPLEX, fs, color, th,
                     cv2.LINE_AA)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(dest), img, [cv2.IMWRITE_JPEG_QUALITY, 90]):

@@ -516,8 +516,9 @@ class Display:
             rep.info("--display needs OpenCV: pip install opencv-python; continuing without a window")
             return
         except Exception as e:  # noqa: BLE001 - cv2.error: built without GUI (opencv-python-headless)
-            rep.info(f"--display: this OpenCV has no GUI support ({str(e).strip().splitlines()[-1][:120]}); "
-                     "pip install opencv-python (not -headless) for a window; continuing without one")
+            why = str(getattr(e, "err", "") or e).split(".")[0].strip()  # cv2.error keeps the reason in .err
+            rep.info(f"--display: this OpenCV build has no GUI ({why}); pip install opencv-python "
+                     "(not -headless) for a window; continuing without one")
             return
         self.ok = True
 

@@ -147,7 +147,8 @@ def _demo_expected(photo: str, faces) -> list:
     return [key] * len(faces)
 
 
-def make_frames(data: Path, work: Path, maker, n_orl: int, photos: bool, log=print) -> tuple[list, list, dict]:
+def make_frames(data: Path, work: Path, maker, n_orl: int, photos: bool, n_vga: int = 0,
+                log=print) -> tuple[list, list, dict]:
     """Build the frame sets and the gallery enrolment images.
 
     ``maker`` is an edgelite ``FaceDetector`` used once, untimed, to find the faces to
@@ -168,6 +169,8 @@ def make_frames(data: Path, work: Path, maker, n_orl: int, photos: bool, log=pri
         for i, (f, e) in enumerate(zip(faces, exp)):
             crop = _crop_43(img, f, frac=0.3)
             vga_imgs.append((f"{p.stem}#{i}", _resize(crop, (480, 640)), e))
+    if n_vga:
+        vga_imgs = vga_imgs[:n_vga]
     orl_imgs = []
     for k in range(1, n_orl + 1):
         g = edgelite.load_image(data / "orl" / f"s{k}" / "2.pgm")
@@ -278,7 +281,7 @@ class OpenCVPipeline:
     are converted once, untimed, at construction).
     """
 
-    def __init__(self, onnx: dict, threads: int, matched_res: bool):
+    def __init__(self, onnx: dict, threads: int, matched_res: bool, recognizer=None):
         import cv2
 
         self.cv2 = cv2
@@ -286,7 +289,9 @@ class OpenCVPipeline:
         self.name = "opencv_res" if matched_res else "opencv"
         self.matched = matched_res
         self.onnx = onnx
-        self.rec = cv2.FaceRecognizerSF.create(str(onnx["sface"]), "")
+        # FaceRecognizerSF keeps no per-call state here; the two OpenCV variants share
+        # one to avoid loading the 38 MB ONNX twice.
+        self.rec = recognizer or cv2.FaceRecognizerSF.create(str(onnx["sface"]), "")
         self.dets: dict = {}
         self.gallery: list[tuple[str, np.ndarray]] = []
         self._bgr: dict = {}
@@ -425,10 +430,9 @@ def run_threads(threads: int, frames, enrol, pipes_wanted, onnx, args, log=print
     for name in pipes_wanted:
         if name in ("int8", "float32"):
             pipes.append(EdgelitePipeline(name, threads))
-        elif name == "opencv":
-            pipes.append(OpenCVPipeline(onnx, threads, matched_res=False))
-        elif name == "opencv_res":
-            pipes.append(OpenCVPipeline(onnx, threads, matched_res=True))
+        elif name in ("opencv", "opencv_res"):
+            shared = next((p.rec for p in pipes if isinstance(p, OpenCVPipeline)), None)
+            pipes.append(OpenCVPipeline(onnx, threads, matched_res=name == "opencv_res", recognizer=shared))
     out: dict = {"threads": threads, "enrol_missed": {}, "frames_dropped": {}, "embedding_agreement": {}}
     for p in pipes:
         out["enrol_missed"][p.name] = p.enrol(enrol)
@@ -447,14 +451,22 @@ def run_threads(threads: int, frames, enrol, pipes_wanted, onnx, args, log=print
         else:
             out["frames_dropped"][f"{fr.set}/{fr.name}"] = {p.name: len(found[p.name][fr.name + "|" + fr.set])
                                                            for p in pipes}
-    # Do the pipelines see the same face the same way? Cosine between their embeddings.
-    one = [fr for fr in keep if fr.one_face]
+    # Do the embedders agree? Cosine between their embeddings of the *same* aligned crops
+    # (made by the int8 pipeline), so detector/landmark differences do not enter.
+    crops = []
+    int8 = next(p for p in pipes if p.name == "int8")
+    from edgelite.face import align_faces
+
+    for fr in keep:
+        if fr.one_face:
+            faces = int8.det.detect(fr.rgb).faces[:1]
+            crops.append(align_faces(fr.rgb, np.stack([f.landmarks for f in faces]))[0])
     embs = {}
     for p in pipes:
         if isinstance(p, EdgelitePipeline):
-            embs[p.name] = [(e[0] if len(e) else None) for e in (p.embed_only(fr.rgb, True) for fr in one)]
+            embs[p.name] = list(p.emb.embed(np.stack(crops))) if crops else []
         elif p.name == "opencv":
-            embs[p.name] = [(f[0] if f else None) for f in (p.embed_only(p.bgr(fr), True) for fr in one)]
+            embs[p.name] = [p.rec.feature(np.ascontiguousarray(c[:, :, ::-1])).copy() for c in crops]
     for a in ("int8", "float32"):
         for b in ("float32", "opencv"):
             if a != b and a in embs and b in embs:
@@ -708,10 +720,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", help="thread counts, e.g. 4 or 1,4 (default min(cores, 4))")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 iterations, 2 ORL frames, no big photos")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 1 iteration, 3 demo crops, 2 ORL frames, no full-size photos")
     ap.add_argument("--iterations", type=int, default=10, help="passes over the one-face frame sets (default 10)")
     ap.add_argument("--photo-iterations", type=int, default=3, help="passes over the demo photos (default 3)")
     ap.add_argument("--orl-frames", type=int, default=8, help="ORL people made into 640x480 frames (default 8)")
+    ap.add_argument("--vga-frames", type=int, default=0, help="use only the first N demo-face 640x480 crops")
     ap.add_argument("--no-photos", action="store_true", help="skip the full-size demo photos (slow to decode)")
     ap.add_argument("--no-decode", action="store_true", help="do not time the decode stage")
     ap.add_argument("--no-float32", action="store_true", help="skip edgelite's float32 pipeline")
@@ -725,7 +739,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device-id", help="override the hostname-derived device id")
     args = ap.parse_args(argv)
     if args.quick:
-        args.iterations, args.photo_iterations, args.orl_frames, args.no_photos = 2, 1, 2, True
+        args.iterations, args.photo_iterations, args.orl_frames, args.no_photos = 1, 1, 2, True
+        args.vga_frames = args.vga_frames or 3
     threads = C.parse_threads(args.threads) if args.threads else [C.default_threads()[-1]]
 
     from edgelite import zoo
@@ -781,7 +796,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgelite_frames_") as tmp:
         with FaceDetector.from_zoo("int8", num_threads=threads[-1]) as maker:
             frames, enrol, fnotes = make_frames(Path(args.data_dir), Path(tmp), maker, args.orl_frames,
-                                                not args.no_photos)
+                                                not args.no_photos, args.vga_frames)
         notes.update(fnotes)
         counts = {s: sum(fr.set == s for fr in frames) for s in dict.fromkeys(fr.set for fr in frames)}
         print(f"frames: {counts}; gallery: {len(enrol)} people; pipelines: {pipes}", flush=True)

@@ -29,7 +29,9 @@ that builds them.
 """
 from __future__ import annotations
 
+import json
 import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +78,22 @@ def compare_float(got: np.ndarray, want: np.ndarray) -> dict:
     scale = float(np.max(np.abs(w))) if w.size else 0.0
     err = np.abs(g - w)
     bound = FLOAT_RTOL * np.abs(w) + FLOAT_RTOL * scale
-    return {"n": int(err.size), "max_abs": float(err.max()) if err.size else 0.0, "scale": scale,
+    return {"n": int(err.size), "exact": float(np.mean(g == w)) if err.size else 1.0,
+            "max_abs": float(err.max()) if err.size else 0.0, "scale": scale,
             "worst_over_bound": float(np.max(err / np.maximum(bound, 1e-30))) if err.size else 0.0,
             "ok": bool(np.all(err <= bound)) and bool(np.all(np.isfinite(g)))}
+
+
+def _record(entry: dict) -> None:
+    """Append one case's statistics to ``$EDGELITE_PARITY_REPORT`` (JSON lines), if set.
+
+    The emulated run (``device_tests/emulated/run.sh``) collects these into a
+    readable report; a normal run leaves the variable unset and writes nothing.
+    """
+    path = os.environ.get("EDGELITE_PARITY_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
 
 def _present_any() -> bool:
@@ -113,20 +128,26 @@ def test_raw_outputs_match_golden(name, precision, threads):
     assert want_names, f"{gpath.name} has no out:<name> arrays"
     assert sorted(outs) == want_names, f"output names differ: model {sorted(outs)} vs golden {want_names}"
     failures = []
+    entry = {"model": path.name, "sha256": zoo.sha256_file(path), "threads": threads, "backend": m.backend,
+             "backend_version": m.backend_status.version, "machine": platform.machine(), "outputs": {}}
     for spec in m.outputs:
         got, want = outs[spec.name], golden[f"out:{spec.name}"]
         assert got.shape == want.shape and got.dtype == want.dtype, \
             f"{spec.name}: got {got.dtype}{got.shape}, golden {want.dtype}{want.shape}"
         if np.issubdtype(want.dtype, np.integer):
             s = compare_int(got, want)
+            entry["outputs"][spec.name] = s
             if s["within_1"] < INT8_STEP_FRACTION or s["max_steps"] > INT8_MAX_STEPS:
-                failures.append(f"{spec.name}: {s["within_1"]:.3%} within ±1 step (need "
+                failures.append(f"{spec.name}: {s['within_1']:.3%} within ±1 step (need "
                                 f"{INT8_STEP_FRACTION:.1%}), max {s['max_steps']} steps (limit {INT8_MAX_STEPS}), "
                                 f"{s['exact']:.3%} exact of {s['n']}")
         else:
             s = compare_float(got, want)
+            entry["outputs"][spec.name] = s
             if not s["ok"]:
                 failures.append(f"{spec.name}: max |diff| {s['max_abs']:.3g} at output scale {s['scale']:.3g} "
                                 f"({s['worst_over_bound']:.2f}x the {FLOAT_RTOL:g}-relative bound)")
+    entry["ok"] = not failures
+    _record(entry)
     assert not failures, f"{path.name} (threads={threads}, backend {m.backend}) differs from the golden:\n  " \
         + "\n  ".join(failures)

@@ -8,8 +8,9 @@
   .jpg and an empty file, with two worker processes.
 * quantize_your_model: the whole tutorial with --quick.
 
-The face demos need the zoo models (built by ``make demo`` / ``edgelite models
-build``); without them those tests are skipped with that reason.
+The face demos use the zoo models through the shared ``zoo_models`` fixture
+(tests/conftest.py: built once into the test cache if missing); the subprocesses
+inherit ``EDGELITE_CACHE_DIR`` from this process, so they use the same models.
 """
 from __future__ import annotations
 
@@ -29,16 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "demos"
 DEMO_FACES = ROOT / "data" / "faces" / "demo"
 MORGAN = "Andrew Morgan"
-
-
-def _models_built(precision: str = "int8") -> bool:
-    from edgelite import zoo
-
-    return all(zoo.model_path(n, precision).is_file() for n in zoo.ZOO_MODELS)
-
-
-needs_models = pytest.mark.skipif(not _models_built(), reason="zoo models not built: run `make demo` "
-                                  "(or `edgelite models build`)")
 
 
 def run_demo(script: str, *args, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -75,10 +66,8 @@ def demo_video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def morgan_db(tmp_path_factory) -> Path:
+def morgan_db(tmp_path_factory, zoo_models) -> Path:
     """A gallery with Andrew Morgan enrolled from his portrait (the file, not the camera)."""
-    if not _models_built():
-        pytest.skip("zoo models not built")
     db = tmp_path_factory.mktemp("gallery") / "unlock.sqlite"
     r = run_demo("face_unlock.py", "--enroll", MORGAN, "--images", DEMO_FACES / "Andrew_Morgan.jpg",
                  "--db", db, "--headless")
@@ -93,7 +82,6 @@ def morgan_db(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------ face_unlock
 
 
-@needs_models
 def test_face_unlock_on_video(demo_video, morgan_db, tmp_path):
     marker = tmp_path / "unlocked_name.txt"
     # The --on-unlock command gets the name from the environment, never from its argv.
@@ -129,8 +117,7 @@ def shlex_quote(s: str) -> str:
     return shlex.quote(s)
 
 
-@needs_models
-def test_face_unlock_enrol_from_camera(demo_video, tmp_path):
+def test_face_unlock_enrol_from_camera(demo_video, zoo_models, tmp_path):
     """The video plays the camera: Eileen Collins is the first face in it."""
     db = tmp_path / "cam.sqlite"
     r = run_demo("face_unlock.py", "--enroll", "Eileen Collins", "--camera", demo_video, "--db", db, "--headless",
@@ -155,7 +142,6 @@ def test_face_unlock_missing_video_file(tmp_path):
     assert "error: video file" in r.stderr
 
 
-@needs_models
 def test_face_unlock_missing_camera_device(morgan_db):
     r = run_demo("face_unlock.py", "--camera", "/dev/video-edgelite-missing", "--db", morgan_db, "--headless",
                  "--retries", 2, "--retry-delay", 0.05)
@@ -255,7 +241,6 @@ def test_face_quality_frontal_vs_turned():
 # ------------------------------------------------------------------------------ annotate
 
 
-@needs_models
 def test_annotate_folder_with_bad_files(morgan_db, tmp_path):
     src = tmp_path / "photos"
     src.mkdir()
@@ -296,8 +281,7 @@ def test_annotate_folder_with_bad_files(morgan_db, tmp_path):
     assert all(len(i["faces"][0]["landmarks"]) == 5 for i in ok)
 
 
-@needs_models
-def test_annotate_without_gallery_single_worker(tmp_path):
+def test_annotate_without_gallery_single_worker(zoo_models, tmp_path):
     out = tmp_path / "out"
     r = run_demo("annotate.py", DEMO_FACES / "Eileen_Collins.png", "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr

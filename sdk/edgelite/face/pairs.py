@@ -111,3 +111,54 @@ def evaluate_pairs(pairs: list[Pair], embed_image: Callable[[str], np.ndarray | 
     res.update(pairs=len(pairs), images=len(paths), failed_detections=len(failed),
                failed_images=failed[:20])
     return res
+
+
+def write_lfw_layout(src_root: str | os.PathLike, dst_root: str | os.PathLike, subjects, *,
+                     pad: float = 0.5) -> dict[str, int]:
+    """Copy a folder-per-person dataset (e.g. ORL ``s1/1.pgm``) into LFW layout
+    ``DST/name/name_%04d.jpg`` (1-based), padding each tight crop by ``pad`` of its size
+    with black on every side so a detector sees context around the face (LFW images are
+    250x250 with the face in the middle). Returns images per person."""
+    from ..image import load_image, to_bgr
+
+    import cv2
+
+    counts = {}
+    for s in subjects:
+        files = sorted(Path(src_root, s).glob("*.*"), key=lambda p: (len(p.stem), p.stem))
+        files = [f for f in files if f.suffix.lower() in (".pgm", ".jpg", ".png", ".jpeg", ".bmp")]
+        (Path(dst_root) / s).mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(files, 1):
+            img = load_image(f)
+            h, w = img.shape[:2]
+            py, px = int(h * pad), int(w * pad)
+            canvas = np.zeros((h + 2 * py, w + 2 * px, 3), np.uint8)
+            canvas[py:py + h, px:px + w] = img
+            cv2.imwrite(str(image_path(dst_root, s, i)), to_bgr(canvas), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        counts[s] = len(files)
+    return counts
+
+
+def make_pairs(counts: dict[str, int], *, folds: int = 10, per_fold: int = 30, seed: int = 0) -> list[str]:
+    """An LFW-format pairs file body (header + lines): ``folds`` folds of ``per_fold``
+    same-person and ``per_fold`` different-person pairs, drawn without repetition."""
+    rng = np.random.default_rng(seed)
+    names = sorted(counts)
+    same_all = [(n, i, j) for n in names for i in range(1, counts[n] + 1) for j in range(i + 1, counts[n] + 1)]
+    rng.shuffle(same_all)
+    need = folds * per_fold
+    if len(same_all) < need:
+        raise InputError(f"only {len(same_all)} same-person pairs available, {need} needed")
+    diff, seen = [], set()
+    while len(diff) < need:
+        a, b = rng.choice(len(names), 2, replace=False)
+        i, j = int(rng.integers(1, counts[names[a]] + 1)), int(rng.integers(1, counts[names[b]] + 1))
+        key = (names[a], i, names[b], j)
+        if key not in seen:
+            seen.add(key)
+            diff.append(key)
+    lines = [f"{folds}\t{per_fold}"]
+    for f in range(folds):
+        lines += [f"{n}\t{i}\t{j}" for n, i, j in same_all[f * per_fold:(f + 1) * per_fold]]
+        lines += [f"{a}\t{i}\t{b}\t{j}" for a, i, b, j in diff[f * per_fold:(f + 1) * per_fold]]
+    return lines
