@@ -317,7 +317,7 @@ def main(argv=None) -> int:
         json.dump({"summary": summary, "images": ordered}, fh, indent=1)
 
     for r in bad:
-        print(f"skipped {r['file']}: {r['error']}", file=sys.stderr)
+        print(f"skipped: {r['error']}", file=sys.stderr)
     print(f"{len(ordered)} images: {len(ok)} annotated, {len(bad)} skipped (bad files), {n_faces} faces"
           + (f" ({n_named} named)" if args.db else "")
           + (f"; ignored {ignored} non-image file(s)" if ignored else "")

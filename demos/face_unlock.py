@@ -26,8 +26,8 @@ frames), matched against the SQLite gallery in ``--db``. Faces narrower than
 camera, not for someone across the room.
 
 Output: ``--headless`` prints one JSON object per line on stdout (``start``, a
-``frame`` line every ``--log-every`` frames with fps, faces and per-stage
-latency, then ``unlocked`` / ``timeout`` / ``end_of_stream`` / ``error``);
+``frame`` line every ``--log-every`` frames with the seconds since start, fps
+over the last 30 frames, faces and per-stage latency in ms, then ``unlocked`` / ``timeout`` / ``end_of_stream`` / ``error``);
 without it, a status line per second goes to stderr, and ``--display`` draws
 boxes and names in a window (skipped with a warning when there is no display).
 
@@ -553,7 +553,9 @@ def run_on_unlock(cmd: str, name: str, score: float, rep: Reporter, timeout: flo
     argv = shlex.split(cmd)
     env = dict(os.environ, **{ENV_NAME: name, ENV_SCORE: f"{score:.4f}"})
     try:
-        r = subprocess.run(argv, env=env, timeout=timeout, check=False)
+        # Headless stdout is a JSON-lines stream: the command's own output goes to stderr.
+        r = subprocess.run(argv, env=env, timeout=timeout, check=False,
+                           stdout=sys.stderr if rep.headless else None)
     except FileNotFoundError:
         rep.event("on_unlock", f"--on-unlock: command not found: {argv[0]}", returncode=None,
                   error=f"command not found: {argv[0]}")
@@ -623,7 +625,7 @@ def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
 
                 timings = {"capture": t_cap, **res.timings}
                 if idx % args.log_every == 0:
-                    rep.event("frame", None, frame=idx, fps=_r(fps, 1),
+                    rep.event("frame", None, frame=idx, t=_r(time.monotonic() - start, 3), fps=_r(fps, 1),
                               faces=[{"name": f.name, "score": _r(f.score, 3), "track": f.track_id,
                                       "reused": f.reused, "box": [_r(v, 1) for v in f.face.box]}
                                      for f in res.faces],

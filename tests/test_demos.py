@@ -85,7 +85,8 @@ def morgan_db(tmp_path_factory, zoo_models) -> Path:
 def test_face_unlock_on_video(demo_video, morgan_db, tmp_path):
     marker = tmp_path / "unlocked_name.txt"
     # The --on-unlock command gets the name from the environment, never from its argv.
-    hook = f"{shlex_quote(sys.executable)} -c \"import os,sys; open(sys.argv[1],'w').write(os.environ['EDGELITE_UNLOCK_NAME'])\" {shlex_quote(str(marker))}"
+    hook = (f"{shlex_quote(sys.executable)} -c \"import os,sys; print('hello from the hook'); "
+            f"open(sys.argv[1],'w').write(os.environ['EDGELITE_UNLOCK_NAME'])\" {shlex_quote(str(marker))}")
     r = run_demo("face_unlock.py", "--camera", demo_video, "--db", morgan_db, "--headless", "--timeout", 240,
                  "--on-unlock", hook)
     ev = json_lines(r.stdout)
@@ -97,8 +98,9 @@ def test_face_unlock_on_video(demo_video, morgan_db, tmp_path):
     unlocked = ev[kinds.index("unlocked")]
     assert unlocked["name"] == MORGAN and unlocked["consecutive"] == 5
     assert ev[-1]["returncode"] == 0 and marker.read_text() == MORGAN
+    assert "hello from the hook" in r.stderr  # the hook's stdout must not break the JSON stream
     for f in frames:
-        assert set(f) >= {"frame", "fps", "faces", "timings_ms", "streaks"}
+        assert set(f) >= {"frame", "t", "fps", "faces", "timings_ms", "streaks"}
         assert set(f["timings_ms"]) >= {"capture", "detect", "align", "embed", "match", "total"}
         for face in f["faces"]:
             # Collins and Hague appear first: nobody but Morgan may ever be named.
@@ -256,7 +258,7 @@ def test_annotate_folder_with_bad_files(morgan_db, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "5 images: 2 annotated, 3 skipped (bad files)" in r.stdout and "ignored 1 non-image file" in r.stdout
     for bad in ("truncated.jpg", "not_an_image.jpg", "empty.png"):
-        assert f"skipped {src / bad}" in r.stderr
+        assert f"skipped: {src / bad}: " in r.stderr
 
     rows = list(csv.DictReader(open(out / "detections.csv", encoding="utf-8")))
     by_file = {}

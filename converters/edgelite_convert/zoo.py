@@ -9,8 +9,9 @@ public-domain NASA photos, attribution in ``data/faces/README.md``):
   the photos themselves — so every stride head (8/16/32) sees activations;
 * embedder: aligned 112x112 crops produced by *our float pipeline* (float YuNet →
   5-point alignment), the exact distribution the int8 embedder sees at run time.
-  Subjects s1..s20 of ORL plus the colour portraits; s21..s40 stay out of
-  calibration so accuracy checks on them are not flattered.
+  Subjects s1..s18 of ORL plus the colour NASA photos, each crop also mirrored;
+  s19..s20 are the held-out validation crops of the conversion report; s21..s40
+  stay out of both so accuracy checks on them are not flattered.
 
 Writes are atomic; each model gets a ``.json`` sidecar (build report) and a
 ``.golden.npz`` (input + outputs computed here) for on-device parity tests.
@@ -86,12 +87,14 @@ def detector_calibration(size: int, n: int = 140, seed: int = 0, data: Path = DA
     return out
 
 
-def embedder_calibration(detector, data: Path = DATA, subjects=CALIB_SUBJECTS) -> tuple[list[np.ndarray], dict]:
+def embedder_calibration(detector, data: Path = DATA, subjects=CALIB_SUBJECTS,
+                         flip: bool = True, demo: bool = True) -> tuple[list[np.ndarray], dict]:
     """Aligned 112x112 RGB crops from the float pipeline (detector → align)."""
     from edgelite.face.align import align_face
     crops, failed, total = [], 0, 0
     files = [p for s in subjects for p in sorted((data / "orl" / s).glob("*.pgm"))]
-    files += [p for p in sorted((data / "demo").glob("*")) if p.suffix.lower() in (".jpg", ".png")]
+    if demo:
+        files += [p for p in sorted((data / "demo").glob("*")) if p.suffix.lower() in (".jpg", ".png")]
     for p in files:
         img = load_image(p)
         if "orl" in p.parts:
@@ -102,8 +105,13 @@ def embedder_calibration(detector, data: Path = DATA, subjects=CALIB_SUBJECTS) -
             failed += 1
             continue
         for face in (res.faces if "demo" in p.parts else res.faces[:1]):
-            crops.append(align_face(img, face.landmarks))
-    return crops, {"images": total, "no_face": failed, "crops": len(crops)}
+            crop = align_face(img, face.landmarks)
+            crops.append(crop)
+            if flip:
+                # mirrored crops are equally valid aligned faces (the template is nearly
+                # symmetric); they double the variety of activation statistics for free
+                crops.append(np.ascontiguousarray(crop[:, ::-1]))
+    return crops, {"images": total, "no_face": failed, "crops": len(crops), "mirrored": flip}
 
 
 def pad_tight_crop(img: np.ndarray, factor: float = 0.5) -> np.ndarray:
@@ -181,12 +189,15 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
         say(f"[zoo] building sface (int8 + float32) from {sf.filename} ...")
         t0 = time.perf_counter()
         det = FaceDetector.from_model(rzoo.require_model("yunet_320", "float32", cache))
-        crops, stats = embedder_calibration(det)
+        crops, stats = embedder_calibration(det, subjects=CALIB_SUBJECTS[:-2])
+        held, hstats = embedder_calibration(det, subjects=CALIB_SUBJECTS[-2:], flip=False, demo=False)
+        stats["validation_crops"] = hstats["crops"]
         spec = PreprocessSpec(size=(112, 112), resize="none", color="RGB", mean=0.0, std=1.0)
         calib = [c.astype(np.float32)[None] for c in crops]
         res = convert(srcs["sface"], calibration=calib, preprocess=spec, task="face_embedding", name="sface",
+                      validation=[c.astype(np.float32)[None] for c in held],
                       input_shapes={"data": [1, 3, 112, 112]},
-                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=24),
+                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=0),
                       progress=progress, extra_metadata={"source_license": sf.license, "origin": sf.origin,
                                                          "calibration_crops": stats})
         rep = {**res.report, "calibration_crops": stats, "build_seconds": round(time.perf_counter() - t0, 1)}

@@ -114,6 +114,8 @@ if [ "$REBUILD" = 1 ] && [ -d "$ROOT" ]; then
   rm -rf --one-file-system "$ROOT"
 fi
 mkdir -p "$EMU_DIR"
+ROOTFS_CACHED=True
+[ -e "$ROOT/.stage2" ] || ROOTFS_CACHED=False
 if [ ! -e "$ROOT/.stage1" ]; then
   log "debootstrap --foreign $SUITE arm64 -> $ROOT"
   rm -rf --one-file-system "$ROOT"
@@ -179,9 +181,10 @@ CPUS="${EDGELITE_EMU_CPUS:-cortex-a72 cortex-a76}"
 QEMU_RUN=""   # path inside the rootfs of an explicitly invoked qemu, empty = binfmt's
 py_arm() {
   local cpu="$1"; shift
-  if [ "$BINFMT" = native ]; then in_root /opt/venv/bin/python "$@"
-  elif [ -n "$QEMU_RUN" ]; then in_root "$QEMU_RUN" -cpu "$cpu" /opt/venv/bin/python "$@"
-  else in_root QEMU_CPU="$cpu" /opt/venv/bin/python "$@"; fi
+  local rep="EDGELITE_PARITY_REPORT=/opt/parity/report-$cpu.jsonl"
+  if [ "$BINFMT" = native ]; then in_root "$rep" /opt/venv/bin/python "$@"
+  elif [ -n "$QEMU_RUN" ]; then in_root "$rep" "$QEMU_RUN" -cpu "$cpu" /opt/venv/bin/python "$@"
+  else in_root "$rep" QEMU_CPU="$cpu" /opt/venv/bin/python "$@"; fi
 }
 PROBE='import edgelite.doctor as d
 r = d.report()
@@ -227,7 +230,7 @@ print("runtime-only install: no tensorflow, cv2, onnx, onnxruntime, PIL")'
 shopt -s nullglob
 models=("$CACHE"/models/*.tflite)
 [ ${#models[@]} -gt 0 ] || die "no zoo models in $CACHE/models. Build them first (edgelite models build), or set EDGELITE_CACHE_DIR."
-rm -rf "$ROOT/opt/edgelite-cache" "$ROOT/opt/parity"
+rm -rf "$ROOT/opt/edgelite-cache" "$ROOT/opt/parity"  # fresh models, tests and reports every run
 mkdir -p "$ROOT/opt/edgelite-cache/models" "$ROOT/opt/parity"
 for m in "${models[@]}"; do
   b="${m%.tflite}"
@@ -238,6 +241,7 @@ cp "$REPO/device_tests/test_parity.py" "$REPO/device_tests/conftest.py" "$ROOT/o
 log "copied ${#models[@]} model(s) + golden files; parity tests under emulation, CPU models: $CPUS"
 rc=0
 summary=()
+reports=()
 for cpu in $CPUS; do
   T_TEST=$(date +%s)
   set +e
@@ -250,8 +254,25 @@ for cpu in $CPUS; do
   if [ $r = 0 ] && ! grep -q ' passed' <<<"$line"; then r=1; line="$line (nothing compared)"; fi
   summary+=("$cpu: $([ $r = 0 ] && echo PASSED || echo "FAILED (exit $r)") -- $line -- $(( $(date +%s) - T_TEST ))s")
   [ $r = 0 ] || rc=$r
+  [ -e "$ROOT/opt/parity/report-$cpu.jsonl" ] && cp "$ROOT/opt/parity/report-$cpu.jsonl" "$WORK/" \
+    && reports+=("$WORK/report-$cpu.jsonl")
 done
 log "summary ($QEMU_DESC):"
 for s in "${summary[@]}"; do log "  $s"; done
-log "total $(( $(date +%s) - T0 ))s (timings under emulation say nothing about a Pi's speed)"
+TOTAL=$(( $(date +%s) - T0 ))
+log "total ${TOTAL}s (timings under emulation say nothing about a Pi's speed)"
+# A readable report next to the device results (EDGELITE_EMU_RESULTS to put it elsewhere).
+OUT="${EDGELITE_EMU_RESULTS:-$REPO/device_tests/results/emulated-qemu-aarch64}"
+"$HOST_PYTHON" - "$WORK/meta.json" <<PYEOF
+import json, sys, datetime, platform
+json.dump({"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "host": f"{platform.machine()} {platform.platform()}", "suite": "$SUITE",
+           "python": "$(in_root python3 -V 2>&1 | cut -d' ' -f2)",
+           "runtime": "numpy + $SPEC + edgelite $(basename "$WHEEL") (--no-deps)",
+           "qemu": "$QEMU_DESC", "cpus": "$CPUS".split(), "total_s": $TOTAL,
+           "rootfs_cached": $ROOTFS_CACHED, "result": "$([ $rc = 0 ] && echo PASSED || echo FAILED)",
+           "per_cpu": [s for s in """$(printf '%s\n' "${summary[@]}")""".splitlines() if s]},
+          open(sys.argv[1], "w"), indent=1)
+PYEOF
+[ ${#reports[@]} -gt 0 ] && "$HOST_PYTHON" "$HERE/summarize.py" "$OUT" "$WORK/meta.json" "${reports[@]}"
 exit $rc

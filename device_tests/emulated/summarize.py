@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
             n = sum(o["n"] for o in outs)
             exact = sum(o.get("exact", 0) * o["n"] for o in outs) / n
             worst = max(o["max_abs"] / o["scale"] if o["scale"] else 0 for o in outs)
-            agree = f"{exact:.2%} bit-identical, max |diff| = {worst:.2e} x output scale"
+            agree = f"{exact:.2%} bit-identical, max abs diff = {worst:.2e} x output scale"
         rows.append(f"| {c['cpu']} | {c['model']} | {c['threads']} | {n} | {agree} | "
                     f"{'pass' if c.get('ok') else 'FAIL'} |")
     md = [
