@@ -37,7 +37,6 @@ import concurrent.futures as cf
 import csv
 import json
 import multiprocessing as mp
-import os
 import sys
 import time
 from pathlib import Path
@@ -103,8 +102,8 @@ def process_image(path: str, out_path: str | None) -> dict:
 def _face_dict(face) -> dict:
     """Box/landmarks to 0.01 px and score to 1e-4: float32 noise would only bloat the JSON."""
     d = face.to_dict()
-    return {"box": [round(v, 2) for v in d["box"]], "landmarks": [[round(x, 2), round(y, 2)] for x, y in d["landmarks"]],
-            "score": round(d["score"], 4)}
+    return {"box": [round(v, 2) for v in d["box"]],
+            "landmarks": [[round(x, 2), round(y, 2)] for x, y in d["landmarks"]], "score": round(d["score"], 4)}
 
 
 def draw(image_rgb, faces: list[dict], dest: Path, with_names: bool) -> None:

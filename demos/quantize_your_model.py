@@ -12,7 +12,7 @@ Every step prints a heading and uses only the public API (``edgelite``,
    :class:`edgelite.PreprocessSpec` (64x64 grey, ``x / 255``) — the same object the
    converter calibrates with, writes into the model and the runtime applies, so
    training, calibration and inference cannot drift apart.
-2. **Model.** A 3-conv CNN (about 7 k parameters), trained for a few seconds on
+2. **Model.** A 3-conv CNN (about 6 k parameters), trained for a few seconds on
    CPU with shift/flip/brightness augmentation. Skipped with ``--model``.
 3. **Convert** with :func:`edgelite_convert.convert`: per-channel int8 weights,
    int8 activations, int8 input/output, calibrated on a *representative folder*

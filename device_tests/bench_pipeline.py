@@ -504,6 +504,9 @@ def run_threads(threads: int, frames, enrol, pipes_wanted, onnx, args, log=print
         log(f"  threads={threads} {fset}: {len(fs)} frames x {iters} iterations done "
             f"({time.perf_counter() - t_start:.0f}s)")
     out["samples"] = samples
+    # multi-face frames: how many faces each pipeline aligned/embedded/matched per frame
+    out["faces_found"] = {fr.name: {p: len(found[p][fr.name + "|" + fr.set]) for p in found}
+                          for fr in keep if not fr.one_face}
     out["correct"] = {p: {s: {"correct": c[0], "total": c[1]} for s, c in d.items()} for p, d in correct.items()}
     out["detector_input"] = {p.name: {fset: sorted({p.detector_input(fr.hw) for fr in keep if fr.set == fset})
                                       for fset in sets} for p in pipes}
@@ -602,7 +605,7 @@ def to_markdown(rep: dict, plots: list[str]) -> str:
             rat = run["summary"]["ratios"].get(fset, {})
             inputs = "; ".join(f"{PIPE_TITLES[p]} {', '.join(run['detector_input'][p].get(fset, []))}" for p in pipes)
             parts += [f"### {fset} ({by['int8']['_n'] // max(1, cfg['photo_iterations' if fset == 'photos' else 'iterations'])}"
-                      f" frames) -- detector input: {inputs}", ""]
+                      f" frames) -- detector input (W x H): {inputs}", ""]
             header = ["stage"] + [PIPE_TITLES[p] for p in pipes] + [f"{PIPE_TITLES[p]} / int8" for p in pipes
                                                                     if p != "int8"]
             rows = []
@@ -614,6 +617,11 @@ def to_markdown(rep: dict, plots: list[str]) -> str:
                 row += [f"{rat[p][st]:.2f}x" if st in rat.get(p, {}) else "-" for p in pipes if p != "int8"]
                 rows.append(row)
             parts += [C.md_table(header, rows), ""]
+        if run.get("faces_found"):
+            pipes = list(next(iter(run["faces_found"].values())))
+            parts += ["### Faces found per photo (all of them go through align/embed/match)", "",
+                      C.md_table(["photo"] + [PIPE_TITLES[p] for p in pipes],
+                                 [[n] + [v[p] for p in pipes] for n, v in run["faces_found"].items()]), ""]
         acc = []
         for p, sets in run["correct"].items():
             for fset, c in sets.items():
@@ -663,9 +671,10 @@ def plot_stages(plt, rep: dict, out_dir: Path) -> list[str]:
         ax.set_ylabel("median ms (log scale)")
         ax.set_title(fset, fontsize=10)
         ax.grid(axis="y", alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.suptitle(f"Face pipeline per stage, {run['threads']} threads -- {rep['system']['device_id']}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out_dir / "pipeline_stages.png", dpi=110)
     plt.close(fig)
     names = ["pipeline_stages.png"]
@@ -752,6 +761,14 @@ def main(argv=None) -> int:
               "(pip install 'edgelite[convert]' && edgelite models build) and copy the folder here, or set "
               "EDGELITE_CACHE_DIR.", file=sys.stderr)
         return 2
+    if _cv2() is None:
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            print("bench_pipeline needs an image decoder to read the demo photos and ORL faces: "
+                  "pip install pillow (or opencv-python-headless, which also enables the OpenCV baseline).",
+                  file=sys.stderr)
+            return 2
     notes = {}
     pipes = ["int8"]
     if not args.no_float32:

@@ -6,7 +6,8 @@ FaceDetectorYN + FaceRecognizerSF on the same LFW-format pairs, same 10-fold pro
 
 Without --pairs, ORL subjects s21..s40 (never used for calibration) are written in
 LFW layout (each tight 92x112 crop padded by half its size with black) and 10 folds
-x (30 same + 30 different) pairs are drawn with a fixed seed.
+x (90 same + 90 different) pairs are drawn with a fixed seed (all 900 genuine
+pairs of those subjects: 1,800 pairs, so one error is 0.056 points).
 """
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--root", help="image root for --pairs")
     ap.add_argument("--onnx-dir", help="folder with the two source ONNX files (default: fetch/cache)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--per-fold", type=int, default=90,
+                    help="ORL default set: same (and different) pairs per fold; 90 uses all 900 genuine pairs")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     from edgelite.face.pairs import evaluate_pairs, make_pairs, parse_pairs, write_lfw_layout
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
         root = Path(tmp.name)
         counts = write_lfw_layout(ROOT / "data/faces/orl", root, [f"s{i}" for i in range(21, 41)])
         pairs_file = root / "pairs.txt"
-        pairs_file.write_text("\n".join(make_pairs(counts)) + "\n")
+        pairs_file.write_text("\n".join(make_pairs(counts, per_fold=a.per_fold)) + "\n")
     if a.onnx_dir:
         onnx_dir = Path(a.onnx_dir)
     else:

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from shlex import quote as shlex_quote
 
 import numpy as np
 import pytest
@@ -114,9 +115,21 @@ def test_face_unlock_on_video(demo_video, morgan_db, tmp_path):
     assert [f["frame"] for f in last] == list(range(last[0]["frame"], last[0]["frame"] + 5))
 
 
-def shlex_quote(s: str) -> str:
-    import shlex
-    return shlex.quote(s)
+def test_face_unlock_keep_running_then_end_of_video_and_timeout(demo_video, morgan_db):
+    # service mode: unlock, keep watching, unlock again; the file's end is exit 1
+    r = run_demo("face_unlock.py", "--camera", demo_video, "--db", morgan_db, "--headless", "--keep-running",
+                 "--cooldown", 0, "--timeout", 0, "--log-every", 10)
+    ev = json_lines(r.stdout)
+    assert r.returncode == 1, r.stderr
+    unlocks = [e for e in ev if e["event"] == "unlocked"]
+    assert len(unlocks) >= 2 and {e["name"] for e in unlocks} == {MORGAN}
+    assert ev[-1]["event"] == "end_of_stream" and ev[-1]["frames"] == 138
+    assert all(e["frame"] % 10 == 0 for e in ev if e["event"] == "frame")
+    # a timeout shorter than the video: exit 1 with a timeout event, never an unlock
+    r = run_demo("face_unlock.py", "--camera", demo_video, "--db", morgan_db, "--headless", "--timeout", 0.05)
+    ev = json_lines(r.stdout)
+    assert r.returncode == 1 and ev[-1]["event"] == "timeout"
+    assert not any(e["event"] == "unlocked" for e in ev)
 
 
 def test_face_unlock_enrol_from_camera(demo_video, zoo_models, tmp_path):
@@ -217,7 +230,8 @@ def test_on_unlock_name_is_data_not_shell(tmp_path):
     out = tmp_path / "env.txt"
     pwned = tmp_path / "pwned"
     name = f"x; touch {pwned} $(touch {pwned}) `touch {pwned}`"
-    cmd = f"{shlex_quote(sys.executable)} -c \"import os,sys; open(sys.argv[1],'w').write(os.environ['EDGELITE_UNLOCK_NAME'])\" {shlex_quote(str(out))}"
+    cmd = (f"{shlex_quote(sys.executable)} -c \"import os,sys; "
+           f"open(sys.argv[1],'w').write(os.environ['EDGELITE_UNLOCK_NAME'])\" {shlex_quote(str(out))}")
     rc = fu.run_on_unlock(cmd, name, 0.5, fu.Reporter(headless=False), timeout=30)
     assert rc == 0 and out.read_text() == name and not pwned.exists()
 
