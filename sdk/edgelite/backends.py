@@ -76,6 +76,24 @@ def _import_interpreter_module(name: str):
 
 
 def _probe(name: str) -> BackendStatus:
+    # tflite-runtime 2.14 under numpy 2 prints numpy's "compiled using NumPy 1.x"
+    # traceback to stderr while importing; keep it out of the user's console and use
+    # it to explain the failure.
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        st = _probe_quiet(name)
+    if not st.ok and name == "tflite_runtime" and (
+            "NumPy 1.x" in buf.getvalue() or "_ARRAY_API" in buf.getvalue() or "numpy" in (st.reason or "").lower()):
+        st = BackendStatus(name, False, st.version,
+                           f"{st.reason}; tflite-runtime {st.version or ''} is built against numpy 1 and cannot run "
+                           f"under numpy {np.__version__} (use ai-edge-litert, or numpy<2)")
+    return st
+
+
+def _probe_quiet(name: str) -> BackendStatus:
     try:
         mod, ver = _import_interpreter_module(name)
     except BackendError:
