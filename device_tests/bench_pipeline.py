@@ -335,8 +335,10 @@ class OpenCVPipeline:
         if faces is None:
             return np.zeros((0, 15), np.float32)
         if size != (w, h):
+            # rows: x, y, w, h, 5 landmark (x, y) pairs, score -> back to frame pixels
             faces = faces.copy()
-            faces[:, :14] *= w / size[0]
+            faces[:, 0:14:2] *= w / size[0]
+            faces[:, 1:14:2] *= h / size[1]
         return faces
 
     def embed_only(self, bgr, one_face):

@@ -185,8 +185,9 @@ def phase_convert(job: dict, d: Path) -> dict:
         n = min(len(calib[names[0]]), job.get("debug_samples", 16))
 
         def dbg_data():
+            # the debugger iterates samples positionally (a dict would yield its keys)
             for i in range(n):
-                yield {k: calib[k][i:i + 1] for k in names}
+                yield [calib[k][i:i + 1] for k in names]
         opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep) if keep else None
         # The debugger needs float I/O on its internal model; it builds its own.
         dconv = _make_converter(tf, prep, {**job, "input_type": "float32", "output_type": "float32",
@@ -195,13 +196,19 @@ def phase_convert(job: dict, d: Path) -> dict:
                                                          debug_options=opts)
         if job.get("debug_layers"):
             dbg.run()
+            import csv
+            import io
+            buf = io.StringIO()
+            # The dump (not ``layer_statistics``, keyed by NumericVerify op names) carries
+            # the quantized model's tensor names, which is what denylisted_nodes takes.
+            dbg.layer_statistics_dump(buf)
             stats = []
-            for name, st in dbg.layer_statistics.items():
-                scale = float(st.get("scale", 0) or 0)
-                rmse = float(np.sqrt(st.get("mean_squared_error", 0.0)))
-                stats.append({"tensor": name, "rmse": rmse, "scale": scale,
-                              "rmse_over_scale": rmse / scale if scale else None,
-                              "max_abs_error": float(st.get("max_abs_error", 0.0))})
+            for row in csv.DictReader(io.StringIO(buf.getvalue())):
+                scale = float(row.get("scale") or 0)
+                rmse = float(np.sqrt(float(row.get("mean_squared_error") or 0.0)))
+                stats.append({"tensor": row.get("tensor_name"), "op": row.get("op_name"), "rmse": rmse,
+                              "scale": scale, "rmse_over_scale": rmse / scale if scale else None,
+                              "max_abs_error": float(row.get("max_abs_error") or 0.0)})
             stats.sort(key=lambda s: -(s["rmse_over_scale"] or 0))
             out["layer_stats"] = stats[:50]
         if keep:

@@ -273,6 +273,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         qbytes = (d / "model.tflite").read_bytes()
         fbytes = (d / "float.tflite").read_bytes()
 
+    from edgelite._tflite import read_model_info
     from edgelite.inspect import inspect_model
 
     insp = inspect_model(qbytes)
@@ -282,7 +283,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         "per_channel": opts.per_channel, "rewrites": prep.get("rewrites", []),
         "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
         "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
-        "op_histogram": dict(insp.op_histogram) if hasattr(insp, "op_histogram") else {},
+        "op_histogram": read_model_info(qbytes).op_histogram(),
         "size_bytes": len(qbytes), "float_size_bytes": len(fbytes),
         "calibration": calib_set.summary() if calib_set else None,
         "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
