@@ -18,7 +18,6 @@ import dataclasses
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +47,10 @@ class FaceDetectorOptions:
         max_faces: keep at most this many faces (``None``: all).
         num_threads: interpreter threads (``None``: min(cores, 4)).
         cache_dir: zoo cache override.
+        resize: ``letterbox`` (default: keeps the aspect ratio, pads; boxes stay
+            accurate) or ``stretch`` (fills the input: a bit more resolution for
+            wide frames, faces get distorted — YuNet still finds them, boxes are
+            mapped back per axis).
     """
 
     precision: str = "int8"
@@ -59,8 +62,11 @@ class FaceDetectorOptions:
     max_faces: int | None = None
     num_threads: int | None = None
     cache_dir: str | None = None
+    resize: str = "letterbox"
 
     def __post_init__(self):
+        if self.resize not in ("letterbox", "stretch"):
+            raise InputError(f"resize must be 'letterbox' (keeps aspect ratio) or 'stretch', got {self.resize!r}")
         if self.precision not in zoo.PRECISIONS:
             raise InputError(f"precision must be one of {zoo.PRECISIONS}, got {self.precision!r}")
         if self.input_size != "auto" and self.input_size not in ZOO_SIZES:
@@ -130,7 +136,7 @@ class FaceDetector:
         m = self._model_for(self.choose_size(img.shape[:2]))
         spec = m.inputs[0]
         in_hw = (spec.shape[1], spec.shape[2])
-        plan = plan_resize(img.shape[:2], in_hw, ResizeMode.LETTERBOX)
+        plan = plan_resize(img.shape[:2], in_hw, ResizeMode(self.options.resize))
         canvas = plan.apply(img, pad_value=0)[:, :, ::-1]  # RGB -> BGR: YuNet was trained on OpenCV images
         if spec.quantized:
             # uint8 pixel -> int8 via the input's scale/zero-point in one table lookup
