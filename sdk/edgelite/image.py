@@ -32,6 +32,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._optional import resolve_cv2
 from .errors import ImageError, ImageNotFoundError
 
 #: Default cap on decoded image size (pixels). A 100 MP RGB image is 300 MB.
@@ -188,12 +189,6 @@ def _jpeg_truncated(data: bytes) -> bool:
 # --------------------------------------------------------------------------- decoding
 
 
-def _cv2_or_none():
-    try:
-        import cv2  # noqa: PLC0415  (optional extra, imported lazily)
-    except ImportError:
-        return None
-    return cv2
 
 
 def _to_rgb8(arr: np.ndarray, bgr: bool, label: str) -> np.ndarray:
@@ -337,11 +332,7 @@ def load_image(
         _check_pixels(size[0], size[1], max_pixels, label)
     if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
         raise ImageError(f"{label}: truncated JPEG (no end-of-image marker after the image data)")
-    cv2 = None
-    if use_cv2 is not False:
-        cv2 = _cv2_or_none()
-        if cv2 is None and use_cv2:
-            raise ImportError("use_cv2=True but OpenCV is not installed: pip install 'edgelite[vision]'")
+    cv2 = resolve_cv2(use_cv2)
     if cv2 is not None:
         img = _decode_cv2(cv2, data, label)
     else:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import resolve_cv2
 from ..errors import InputError
 
 #: The standard 5-point template for 112x112 ArcFace-style crops (right eye, left
@@ -141,12 +142,6 @@ def arcface_transform(landmarks: Any, size: int = ARCFACE_SIZE, *, opencv_compat
     return estimate_similarity(lm, arcface_template(size), opencv_compat=opencv_compat)
 
 
-def _cv2_or_none():
-    try:
-        import cv2  # noqa: PLC0415  (optional extra, imported lazily)
-    except ImportError:
-        return None
-    return cv2
 
 
 def warp_affine(
@@ -184,11 +179,7 @@ def warp_affine(
         raise InputError(f"out_hw must be (height, width), got {out_hw!r}") from exc
     if oh <= 0 or ow <= 0:
         raise InputError(f"out_hw must be positive, got {(oh, ow)}")
-    cv2 = None
-    if use_cv2 is not False:
-        cv2 = _cv2_or_none()
-        if cv2 is None and use_cv2:
-            raise ImportError("use_cv2=True but OpenCV is not installed: pip install 'edgelite[vision]'")
+    cv2 = resolve_cv2(use_cv2)
     if cv2 is not None:
         out = cv2.warpAffine(
             np.ascontiguousarray(img), m, (ow, oh),

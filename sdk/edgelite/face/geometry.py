@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import resolve_cv2
 from ..errors import InputError
 
 #: Smallest face (box width, input pixels) YuNet still finds at the default 0.6 score
@@ -505,13 +506,6 @@ def plan_tiles(
 # --------------------------------------------------------------------------- resize
 
 
-def _cv2_or_none():
-    """Import cv2 lazily: it is an optional extra and slow to import on a Pi."""
-    try:
-        import cv2  # noqa: PLC0415
-    except ImportError:
-        return None
-    return cv2
 
 
 def _check_resizable(image: Any) -> np.ndarray:
@@ -547,11 +541,7 @@ def resize_image(image: np.ndarray, dst_hw: tuple[int, int], *, use_cv2: bool | 
     if (sh, sw) == (dh, dw):
         return img.copy()
     shrink = dh <= sh and dw <= sw
-    cv2 = None
-    if use_cv2 is not False:
-        cv2 = _cv2_or_none()
-        if cv2 is None and use_cv2:
-            raise ImportError("use_cv2=True but OpenCV is not installed: pip install 'edgelite[vision]'")
+    cv2 = resolve_cv2(use_cv2)
     if cv2 is not None:
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         out = cv2.resize(np.ascontiguousarray(img), (dw, dh), interpolation=interp)
