@@ -180,7 +180,6 @@ def phase_convert(job: dict, d: Path) -> dict:
     conv = _make_converter(tf, prep, job, calib)
     keep = job.get("keep_float") or []
     if (job.get("debug_layers") or keep) and job["mode"] == "int8":
-        from tensorflow.lite.python import convert as _c  # noqa: F401 - ensure lite is initialised
         names = [i["name"] for i in prep["inputs"]]
         n = min(len(calib[names[0]]), job.get("debug_samples", 16))
 

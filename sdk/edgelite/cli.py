@@ -18,11 +18,13 @@ def _dump(obj) -> None:
 
 
 def _need_convert():
-    try:
-        import edgelite_convert  # noqa: F401
-        import tensorflow  # noqa: F401
-    except ImportError as e:
-        raise EdgeliteError(f"this command needs the converter: pip install 'edgelite[convert]' ({e})") from e
+    # find_spec, not import: importing TensorFlow here would cost seconds for nothing
+    import importlib.util
+
+    missing = [m for m in ("edgelite_convert", "tensorflow", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EdgeliteError(f"this command needs the converter (missing: {', '.join(missing)}): "
+                            "pip install 'edgelite[convert]'")
 
 
 def cmd_inspect(a) -> int:
