@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import tempfile
 import time
@@ -764,9 +763,9 @@ def main(argv=None) -> int:
               "EDGELITE_CACHE_DIR.", file=sys.stderr)
         return 2
     if _cv2() is None:
-        try:
-            import PIL  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("PIL") is None:
             print("bench_pipeline needs an image decoder to read the demo photos and ORL faces: "
                   "pip install pillow (or opencv-python-headless, which also enables the OpenCV baseline).",
                   file=sys.stderr)

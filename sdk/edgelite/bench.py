@@ -21,7 +21,19 @@ import numpy as np
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MiB."""
+    """Peak resident set size of this process, in MiB.
+
+    On Linux from ``VmHWM`` in ``/proc/self/status``: ``ru_maxrss`` survives
+    ``exec`` and can report the parent's peak (a Python launcher that imported
+    TensorFlow, say) instead of ours.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024  # bytes on macOS, KiB on Linux
 

@@ -140,8 +140,7 @@ class FaceDetector:
         canvas = plan.apply(img, pad_value=0)[:, :, ::-1]  # RGB -> BGR: YuNet was trained on OpenCV images
         if spec.quantized:
             # uint8 pixel -> int8 via the input's scale/zero-point in one table lookup
-            lut = _lut(spec.scale, spec.zero_point, np.dtype(spec.dtype))
-            x = lut[canvas][None]
+            x = apply_lut(canvas, _lut(spec.scale, spec.zero_point, np.dtype(spec.dtype)))[None]
         else:
             x = canvas.astype(np.float32)[None]
         t1 = time.perf_counter()
@@ -168,6 +167,19 @@ class FaceDetector:
 
 
 _LUTS: dict = {}
+
+
+def apply_lut(pixels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[pixels]`` for uint8 pixels and a 256-entry 8-bit table: ``cv2.LUT`` when
+    OpenCV is installed (about 4x faster than numpy fancy indexing here), else numpy.
+    An int8 table is applied through its uint8 view: same bytes, so exact."""
+    from .._optional import cv2_or_none
+
+    cv2 = cv2_or_none()
+    if cv2 is not None and lut.dtype.itemsize == 1 and pixels.dtype == np.uint8:
+        out = cv2.LUT(np.ascontiguousarray(pixels), lut.view(np.uint8))
+        return out.reshape(pixels.shape).view(lut.dtype)
+    return lut[pixels]
 
 
 def _lut(scale: float, zp: int, dtype: np.dtype) -> np.ndarray:

@@ -90,8 +90,8 @@ class FaceEmbedder:
         t0 = time.perf_counter()
         spec = m.inputs[0]
         if spec.quantized:
-            from .detector import _lut
-            x = _lut(spec.scale, spec.zero_point, np.dtype(spec.dtype))[crops]
+            from .detector import _lut, apply_lut
+            x = apply_lut(crops, _lut(spec.scale, spec.zero_point, np.dtype(spec.dtype)))
         else:
             x = crops.astype(np.float32)
         if len(x) == 0:
