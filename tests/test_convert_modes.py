@@ -101,6 +101,8 @@ def test_layer_debugger_and_keep_float(saved_model, calib, tmp_path):
                    options=ConvertOptions(keep_float=(worst,), holdout=8, recommended_calibration_samples=10,
                                           allow_float_fallback=True))
     assert res2.report["keep_float"] == [worst]
+    cost = res2.report["keep_float_cost"]
+    assert cost["full_int8_p50_ms"] > 0 and cost["with_float_layers_p50_ms"] > 0
     assert not inspect_model(res2.path).fully_integer      # the kept layer computes in float
     report = json.loads((tmp_path / "k.report.json").read_text())
     assert report["fully_integer"] is False

@@ -217,6 +217,8 @@ def phase_convert(job: dict, d: Path) -> dict:
             dbg2 = tf.lite.experimental.QuantizationDebugger(converter=dconv2, debug_dataset=dbg_data,
                                                               debug_options=opts)
             (d / "model.tflite").write_bytes(dbg2.get_nondebug_quantized_model())
+            # the fully quantized model too, so the report can say what keeping float costs
+            (d / "full_int8.tflite").write_bytes(_make_converter(tf, prep, job, calib).convert())
             out["keep_float"] = keep
     if not (d / "model.tflite").exists():
         (d / "model.tflite").write_bytes(conv.convert())

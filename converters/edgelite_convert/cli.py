@@ -87,6 +87,10 @@ def format_report(r: dict, path) -> str:
                          f"mean|err| {o['mean_abs_error']:.4g}  SNR {o['snr_db']:.1f} dB{extra}")
     if r.get("onnx_vs_float_tflite"):
         lines.append(f"float TFLite vs onnxruntime max|err|: {r['onnx_vs_float_tflite'].get('max_abs_error_overall')}")
+    if r.get("keep_float_cost"):
+        c = r["keep_float_cost"]
+        lines.append(f"kept in float: {', '.join(r['keep_float'])}: p50 {c['with_float_layers_p50_ms']:.3f} ms vs "
+                     f"{c['full_int8_p50_ms']:.3f} ms fully int8 ({c['slowdown']}x, measured here)")
     if r.get("layer_stats"):
         lines.append("worst layers (rmse/scale):")
         for s in r["layer_stats"][:8]:

@@ -272,6 +272,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         conv = _run_phase("convert", d, opts.timeout_s)
         qbytes = (d / "model.tflite").read_bytes()
         fbytes = (d / "float.tflite").read_bytes()
+        full_int8 = (d / "full_int8.tflite").read_bytes() if (d / "full_int8.tflite").exists() else None
 
     from edgelite._tflite import read_model_info
     from edgelite.inspect import inspect_model
@@ -294,6 +295,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         report["layer_stats"] = conv["layer_stats"]
     if opts.keep_float:
         report["keep_float"] = list(opts.keep_float)
+        if full_int8 is not None:
+            report["keep_float_cost"] = _keep_float_cost(full_int8, qbytes, num_threads)
     if opts.mode == QuantMode.INT8 and not insp.fully_integer and not opts.allow_float_fallback:
         raise ConversionError(
             "the converted model is not fully integer; float ops left: "
@@ -326,6 +329,18 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                            json.dumps(report, indent=2, default=_json_default).encode())
         res.path = out
     return res
+
+
+def _keep_float_cost(full_int8: bytes, selective: bytes, num_threads=None) -> dict:
+    """Median latency of the fully-int8 model vs the one with float layers, measured
+    back to back here (indicative: measure on the target with ``edgelite bench``)."""
+    from edgelite.bench import benchmark
+
+    a = benchmark(full_int8, num_threads=num_threads, runs=30, min_seconds=0.5, warmup=3)
+    b = benchmark(selective, num_threads=num_threads, runs=30, min_seconds=0.5, warmup=3)
+    return {"full_int8_p50_ms": round(a.latency.p50, 4), "with_float_layers_p50_ms": round(b.latency.p50, 4),
+            "slowdown": round(b.latency.p50 / a.latency.p50, 3) if a.latency.p50 > 0 else None,
+            "note": "same machine, back to back; re-measure on the target"}
 
 
 def _json_default(o):
