@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python demos/recognize_astronauts.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests device_tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
