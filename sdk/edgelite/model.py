@@ -373,8 +373,6 @@ class Model:
             self._cur_shapes = {s.index: tuple(a.shape) for s, a in zip(specs, arrays)}
             return False
         if all(s.shape[0] == 1 for s in specs) and n > 1:
-            if any(self._cur_shapes[s.index][0] != 1 for s in specs):  # pragma: no cover - defensive
-                pass
             return True
         raise InputError(f"input shapes {[a.shape for a in arrays]} do not fit the model "
                          f"{[list(s.shape_signature) for s in specs]}")
