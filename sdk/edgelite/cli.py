@@ -96,6 +96,12 @@ def cmd_models(a) -> int:
     raise EdgeliteError("use `edgelite models build` or `edgelite models list`")
 
 
+def cmd_serve(a) -> int:
+    from .serve.cli import run
+
+    return run(a)
+
+
 def _face_cli():
     from .face import cli as face_cli
 
@@ -152,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls_.add_argument("--cache-dir", default=None)
     ls_.add_argument("--json", action="store_true")
     ls_.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("serve", help="SageMaker-compatible HTTP server: worker processes, micro-batching, "
+                       "backpressure, metrics (needs the serve extra)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from .serve.cli import add_arguments as add_serve_arguments
+
+    add_serve_arguments(s)
+    s.set_defaults(fn=cmd_serve)
 
     try:
         _face_cli().add_commands(sub)

@@ -1,0 +1,5 @@
+import sys
+
+from .cli import container_main
+
+sys.exit(container_main())
