@@ -348,4 +348,35 @@ def serve(config: ServeConfig, *, log_level: str = "info") -> None:
                         access_log=False, timeout_graceful_shutdown=int(config.graceful_shutdown_s),
                         lifespan="on", server_header=False, proxy_headers=False,
                         timeout_keep_alive=65)  # > an ALB's 60 s idle timeout, so the LB closes first
-    uvicorn.Server(uv).run()
+    _uvicorn_class()(uv).run()
+
+
+def _uvicorn_class():
+    import signal
+    import threading
+
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """Uvicorn, except that a drained SIGTERM/SIGINT ends with exit code 0.
+
+        Uvicorn re-raises the captured signal after its graceful shutdown, so the
+        process dies of SIGTERM (143) even though every request was answered; an
+        orchestrator then reports a crash. Here the handlers are installed the same
+        way (``handle_exit``), but not re-raised: the shutdown was requested and clean.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return _Server
+

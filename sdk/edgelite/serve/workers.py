@@ -332,6 +332,8 @@ class WorkerPool:
             w.last_error = msg[2]
             log.error("worker %d could not load its models: %s", w.index, msg[2])
         elif kind == "taken":
+            if self.metrics is not None:
+                self.metrics.batch_size.observe(len(msg[1]))
             with self._lock:
                 for rid in msg[1]:
                     w.queued.pop(rid, None)
@@ -343,8 +345,6 @@ class WorkerPool:
                 w.taken.discard(rid)
                 w.queued.pop(rid, None)
                 entry = self._futures.get(rid)
-            if bs and self.metrics is not None:
-                self.metrics.batch_size.observe(bs)
             if entry is not None:
                 loop, fut, _ = entry
                 loop.call_soon_threadsafe(_set, fut, resp)
