@@ -33,7 +33,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--max-batch-delay-ms", type=float, default=None,
                    help="longest a request waits for batch-mates (default: per task, measured)")
     s.add_argument("--max-queue", type=int, default=None,
-                   help="requests accepted and not yet answered before 503 (default 16 per worker)")
+                   help="requests accepted and not yet answered before 503 (default 8 per worker, or 2 batches per worker)")
     s.add_argument("--timeout", type=float, default=None,
                    help="per-request timeout in s, then 504 (default: $SAGEMAKER_MODEL_SERVER_TIMEOUT or 60)")
     s.add_argument("--gallery", default=None, help="SQLite gallery (default: <model-dir>/gallery.db)")
@@ -58,7 +58,7 @@ def config_from_args(a, *, container: bool = False) -> ServeConfig:
                                access_log=not a.no_access_log)
     if a.max_queue is None:
         import dataclasses
-        cfg = dataclasses.replace(cfg, max_queue=max(16 * cfg.workers, 2 * cfg.batch.max_batch_size * cfg.workers))
+        cfg = dataclasses.replace(cfg, max_queue=max(8, 2 * cfg.batch.max_batch_size) * cfg.workers)
     else:
         import dataclasses
         cfg = dataclasses.replace(cfg, max_queue=a.max_queue)
