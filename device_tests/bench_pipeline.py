@@ -245,11 +245,12 @@ class EdgelitePipeline:
         else:
             rgb = frame.rgb
         t0 = time.perf_counter()
-        faces = self.det.detect(rgb).faces
+        det = self.det.detect(rgb)
+        faces = det.faces
         t1 = time.perf_counter()
-        lt = self.det.last_timings
+        lt = det.timings
         t["detect.preprocess"], t["detect.inference"], t["detect.decode_nms"] = \
-            lt["preprocess_ms"], lt["inference_ms"], lt["decode_ms"]
+            lt["preprocess"], lt["inference"], lt["decode"]
         if frame.one_face:
             faces = faces[:1]
         names = []

@@ -53,3 +53,14 @@ def orl_lfw(tmp_path_factory):
     pairs = root / "pairs.txt"
     pairs.write_text("\n".join(make_pairs(counts)) + "\n")
     return root, pairs
+
+
+def pytest_collection_modifyitems(config, items):
+    """The golden tier needs the real zoo models (fetch + convert, minutes on a cold
+    cache): every test that uses them, directly or through another fixture, is
+    marked ``golden`` and ``slow``, so ``make test-fast`` (``-m "not slow"``) never
+    builds the zoo."""
+    for item in items:
+        if "zoo_models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.golden)
+            item.add_marker(pytest.mark.slow)

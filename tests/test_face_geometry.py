@@ -10,16 +10,12 @@ import pytest
 from edgelite.errors import InputError
 from edgelite.face.geometry import (
     MIN_FACE_AT_INPUT,
-    RELIABLE_FACE_AT_INPUT,
     ResizeMode,
     ResizePlan,
-    choose_input_size,
     iou,
     nms,
     plan_resize,
-    plan_tiles,
     resize_image,
-    tile_windows,
 )
 from edgelite.face.types import DetectionResult, Face
 
@@ -188,62 +184,28 @@ def test_plan_apply_places_content_and_pads_with_zero():
 # ----------------------------------------------------------------------------- input size
 
 
-def test_choose_input_size_large_photo_small_faces():
-    # Morgan_and_Hague_ISS.jpg: 5568x3712, faces ~190-210 px wide at full resolution.
-    cap = choose_input_size((3712, 5568), max_side=640)
-    assert cap.input_hw == (448, 640)  # 427 rounded up to a multiple of 32
-    assert cap.scale == pytest.approx(640 / 5568)
-    # Knowing the faces are >= 190 px lets it shrink further, to 16 px faces.
-    c = choose_input_size((3712, 5568), max_side=640, min_face=190)
-    assert c.scale == pytest.approx(RELIABLE_FACE_AT_INPUT / 190)
-    assert c.input_hw == (320, 480)
-    assert c.smallest_face_at_input == pytest.approx(RELIABLE_FACE_AT_INPUT)
-    assert not c.faces_at_risk
-    # A crowd shot with 60 px faces would put them under 10 px: flagged.
-    crowd = choose_input_size((3712, 5568), max_side=640, min_face=60)
-    assert crowd.input_hw == (448, 640)
-    assert crowd.smallest_face_at_input < MIN_FACE_AT_INPUT and crowd.faces_at_risk
+def test_center_crop_plan_crops_the_middle_and_maps_back():
+    p = plan_resize((100, 200), (64, 64), "center_crop")
+    assert p.content_hw == (64, 128) and p.offset_xy == (-32, 0)
+    img = np.zeros((100, 200), np.uint8)
+    img[:, 50:150] = 255  # the middle half is white
+    out = p.apply(img)
+    assert out.shape == (64, 64) and out.min() == 255
+    b, _ = p.to_original([[0, 0, 64, 64]])
+    np.testing.assert_allclose(b[0], [50, 0, 150, 100], atol=1e-4)
 
 
-def test_choose_input_size_never_upscales_and_shrinks_for_big_faces():
-    small = choose_input_size((112, 92))
-    assert small.input_hw == (128, 96) and small.scale == 1.0
-    portrait = choose_input_size((1132, 770), min_face=350)
-    assert portrait.scale < 640 / 1132
-    assert max(portrait.input_hw) >= 160  # min_side floor
-    assert portrait.smallest_face_at_input >= RELIABLE_FACE_AT_INPUT
-    assert all(v % 32 == 0 for v in portrait.input_hw)
+def test_select_rules_pick_largest_best_or_central_face():
+    big = Face(box=[0, 0, 100, 100], landmarks=np.zeros((5, 2)), score=0.7)
+    best = Face(box=[300, 0, 340, 40], landmarks=np.zeros((5, 2)), score=0.99)
+    mid = Face(box=[180, 130, 220, 170], landmarks=np.zeros((5, 2)), score=0.8)
+    det = DetectionResult((best, mid, big), (300, 400))
+    assert det.select("largest") is big and det.largest() is big
+    assert det.select("score") is best
+    assert det.select("center") is mid
+    assert DetectionResult((), (10, 10)).select("center") is None
     with pytest.raises(InputError):
-        choose_input_size((100, 100), max_side=650)
-    with pytest.raises(InputError):
-        choose_input_size((100, 100), min_face=0)
-
-
-def test_tile_windows_cover_image_with_overlap():
-    h, w = 1000, 2300
-    wins = tile_windows((h, w), 512, 100)
-    cover = np.zeros((h, w), dtype=np.int32)
-    for x0, y0, x1, y1 in wins:
-        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
-        assert (x1 - x0, y1 - y0) == (512, 512)
-        cover[y0:y1, x0:x1] += 1
-    assert cover.min() >= 1
-    xs = sorted({x0 for x0, _, _, _ in wins})
-    assert all(b - a <= 512 - 100 for a, b in zip(xs, xs[1:]))
-    assert tile_windows((100, 100), 512, 10) == [(0, 0, 100, 100)]
-    with pytest.raises(InputError):
-        tile_windows((100, 100), 50, 50)
-
-
-def test_plan_tiles_sizes_windows_for_min_face():
-    wins = plan_tiles((3712, 5568), min_face=60, input_side=640)
-    side = wins[0][2] - wins[0][0]
-    assert 60 * 640 / side >= RELIABLE_FACE_AT_INPUT
-    assert len(wins) > 1
-    assert plan_tiles((3712, 5568), min_face=400) == [(0, 0, 5568, 3712)]
-
-
-# ----------------------------------------------------------------------------- resize
+        det.select("tallest")
 
 
 def test_resize_numpy_area_is_exact_block_mean():

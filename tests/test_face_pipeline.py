@@ -189,7 +189,8 @@ def test_recognizer_stages_and_video_tracking(tmp_path, zoo_models):
     assert len({r.faces[0].track_id for r in results}) == 1
     for k in ("detect", "align", "embed", "match", "total"):
         assert results[0].timings[k] >= 0
-    assert results[1].timings["embed"] <= results[0].timings["embed"] + 1.0  # no embedding work when reused
+    # a reused track answers with the embedding it already has (no new embedding was made)
+    assert results[1].faces[0].embedding is results[0].faces[0].embedding
     json.dumps(results[0].to_dict())
 
 

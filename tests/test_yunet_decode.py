@@ -8,21 +8,21 @@ with ``ResizeMode.PAD`` + ``padded_input_hw``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgelite.errors import InputError
+from edgelite.errors import ImageError, InputError
 from edgelite.face.geometry import MIN_FACE_AT_INPUT, ResizeMode, iou, plan_resize
 from edgelite.face.yunet import (
     YUNET_OUTPUT_NAMES,
-    YUNET_PREPROCESS,
     decode_yunet,
     decode_yunet_raw,
     padded_input_hw,
-    preprocess_yunet,
+    yunet_spec,
     yunet_priors,
 )
 
@@ -134,25 +134,31 @@ def test_decode_rejects_bad_outputs():
         decode_yunet(list(out.values()), (64, 64))
 
 
-def test_preprocess_spec_and_tensor():
-    assert YUNET_PREPROCESS["colour"] == "BGR"
-    assert (YUNET_PREPROCESS["mean"], YUNET_PREPROCESS["std"]) == (0.0, 1.0)
-    assert YUNET_PREPROCESS["size"] == (640, 640) and YUNET_PREPROCESS["layout"] == "NCHW"
-    with pytest.raises(TypeError):
-        YUNET_PREPROCESS["colour"] = "RGB"  # read-only mapping
+def _yunet_input(rgb, hw, mode="letterbox", layout="NHWC"):
+    """YuNet's input through the one adapter: its PreprocessSpec, in the given layout."""
+    return dataclasses.replace(yunet_spec(hw, mode), layout=layout).prepare(rgb)
+
+
+def test_yunet_spec_and_tensor():
+    spec = yunet_spec((640, 640))
+    assert spec.color.value == "BGR" and (spec.mean, spec.std) == ((0.0,), (1.0,))
+    assert spec.resize.value == "letterbox" and spec.layout.value == "NHWC"
+    with pytest.raises(InputError):
+        yunet_spec((100, 100))  # not multiples of 32
     img = np.zeros((40, 80, 3), dtype=np.uint8)
     img[..., 0] = 255  # pure red in RGB
-    x, plan = preprocess_yunet(img, (64, 96))
+    x, plan = _yunet_input(img, (64, 96))
     assert x.shape == (1, 64, 96, 3) and x.dtype == np.float32
     assert plan.content_hw == (48, 96)
     np.testing.assert_array_equal(x[0, 0, 0], [0, 0, 255])  # BGR: red is last
     assert x[0, 60].max() == 0  # zero padding below the content
-    xc, _ = preprocess_yunet(img, (64, 96), layout="NCHW")
+    xc, _ = _yunet_input(img, (64, 96), layout="NCHW")
     assert xc.shape == (1, 3, 64, 96)
+    np.testing.assert_array_equal(xc[0].transpose(1, 2, 0), x[0])
+    with pytest.raises(ImageError):
+        _yunet_input(img.astype(np.float32), (64, 96))
     with pytest.raises(InputError):
-        preprocess_yunet(img.astype(np.float32), (64, 96))
-    with pytest.raises(InputError):
-        preprocess_yunet(img, (64, 96), layout="HWC")
+        _yunet_input(img, (64, 96), layout="HWC")
     assert padded_input_hw((1132, 770)) == (1152, 800)
 
 
@@ -197,7 +203,7 @@ def test_decode_matches_facedetectoryn_onnxruntime_640(cv2_mod, yunet_ort, onnx_
     worst_iou, worst_lm, worst_sc, total = 1.0, 0.0, 0.0, 0
     for name in DEMO_FILES:
         rgb = cv2.imread(str(DEMO / name))[:, :, ::-1]
-        x, plan = preprocess_yunet(rgb, (640, 640), mode=mode, layout="NCHW")
+        x, plan = _yunet_input(rgb, (640, 640), mode, layout="NCHW")
         out = dict(zip(names, yunet_ort.run(None, {yunet_ort.get_inputs()[0].name: x})))
         ours = decode_yunet(out, (640, 640))
         canvas_bgr = np.ascontiguousarray(x[0].transpose(1, 2, 0).astype(np.uint8))
@@ -234,7 +240,7 @@ def test_decode_matches_facedetectoryn_padded_native_sizes(cv2_mod, onnx_sources
     for label, bgr in cases.items():
         h, w = bgr.shape[:2]
         in_hw = padded_input_hw((h, w))
-        x, plan = preprocess_yunet(np.ascontiguousarray(bgr[:, :, ::-1]), in_hw, mode="pad", layout="NCHW")
+        x, plan = _yunet_input(np.ascontiguousarray(bgr[:, :, ::-1]), in_hw, "pad", layout="NCHW")
         net.setInput(x)
         out = dict(zip(YUNET_OUTPUT_NAMES, net.forward(list(YUNET_OUTPUT_NAMES))))
         ours = decode_yunet(out, in_hw, plan=plan)
@@ -251,7 +257,7 @@ def test_iss_faces_survive_640_letterbox(cv2_mod, yunet_ort):
     """The 5568x3712 ISS photo at a 640 input: both ~200 px faces become ~22 px, above the ~10 px floor."""
     cv2 = cv2_mod
     rgb = cv2.imread(str(DEMO / "Morgan_and_Hague_ISS.jpg"))[:, :, ::-1]
-    x, plan = preprocess_yunet(rgb, (640, 640), layout="NCHW")
+    x, plan = _yunet_input(rgb, (640, 640), layout="NCHW")
     names = [o.name for o in yunet_ort.get_outputs()]
     out = dict(zip(names, yunet_ort.run(None, {yunet_ort.get_inputs()[0].name: x})))
     in_input = decode_yunet(out, (640, 640))

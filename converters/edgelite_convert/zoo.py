@@ -178,7 +178,7 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
         t0 = time.perf_counter()
         spec = PreprocessSpec(size=(size, size), resize="letterbox", color="BGR", mean=0.0, std=1.0)
         scenes = detector_calibration(size)
-        calib = [spec.normalize(s) for s in scenes]
+        calib = [spec.apply(s) for s in scenes]
         res = convert(srcs["yunet"], calibration=calib, preprocess=spec, task="face_detection", name=name,
                       input_shapes={"input": [1, 3, size, size]},
                       options=ConvertOptions(max_calibration_samples=len(calib), holdout=16),

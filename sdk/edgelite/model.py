@@ -241,6 +241,31 @@ class Model:
     def preprocessing(self):
         return self.metadata.preprocessing if self.metadata else None
 
+    def prepare(self, image: np.ndarray):
+        """An image → this model's input tensor, by the preprocessing embedded in it.
+
+        The converter calibrated the model through the same
+        :meth:`~edgelite.preprocess.PreprocessSpec.prepare`, so the device sees
+        exactly the tensors calibration saw. For a quantized input the integer tensor
+        is produced directly (one lookup table per channel).
+
+        Returns:
+            ``(tensor, plan)``: the batch-of-one input and the
+            :class:`~edgelite.preprocess.ResizePlan` that maps output coordinates
+            back to the image.
+
+        Raises:
+            InputError: the model has no embedded preprocessing, or several inputs.
+        """
+        spec = self.preprocessing
+        if spec is None:
+            raise InputError(f"{self.source}: the model embeds no preprocessing; convert it with "
+                             "`edgelite convert --input-size H W ...` (or build the tensor yourself)")
+        if len(self.inputs) != 1:
+            raise InputError(f"{self.source}: prepare() is for single-input models; this one has "
+                             f"{len(self.inputs)} inputs")
+        return spec.prepare(image, self.inputs[0])
+
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{np.dtype(s.dtype).name}{list(s.shape)}" for s in self.inputs)
         outs = ", ".join(f"{s.name}:{np.dtype(s.dtype).name}{list(s.shape)}" for s in self.outputs)

@@ -49,3 +49,55 @@ def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:
     s = _broadcast(scale, q, axis)
     z = _broadcast(zero_point, q, axis)
     return ((q.astype(np.float64) - z) * s).astype(np.float32)
+
+
+_PIXEL_LUTS: dict = {}
+
+
+def pixel_lut(scale, zero_point, dtype, mean=(0.0,), std=(1.0,), channels: int = 3) -> np.ndarray:
+    """``(channels, 256)`` table: uint8 pixel → ``quantize((pixel − mean) / std)``.
+
+    Normalisation and quantization of an image input fused into one gather. The
+    values are exactly :func:`quantize` of the normalised pixel (the table is built
+    with it), so a table lookup and the float path then quantize agree bit for bit.
+    Tables are cached by their parameters (a handful per process).
+    """
+    dtype = np.dtype(dtype)
+    mean = tuple(float(m) for m in np.atleast_1d(mean))
+    std = tuple(float(s) for s in np.atleast_1d(std))
+    key = (float(scale), int(zero_point), dtype.str, mean, std, int(channels))
+    t = _PIXEL_LUTS.get(key)
+    if t is None:
+        px = np.arange(256, dtype=np.float64)
+        rows = [quantize((px - mean[c % len(mean)]) / std[c % len(std)], scale, zero_point, dtype)
+                for c in range(channels)]
+        t = np.stack(rows)
+        t.setflags(write=False)
+        _PIXEL_LUTS[key] = t
+    return t
+
+
+def apply_lut(pixels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[c][pixels[..., c]]`` for uint8 ``(..., C)`` pixels and a ``(C, 256)`` 8-bit table.
+
+    ``cv2.LUT`` when OpenCV is installed (about 4x faster than numpy fancy indexing
+    here; one table for all channels when they are equal, else a C-channel table);
+    numpy otherwise. An int8 table is applied through its uint8 view: same bytes.
+    """
+    from ._optional import cv2_or_none
+
+    pixels = np.ascontiguousarray(pixels)
+    c = pixels.shape[-1]
+    same = bool(np.all(lut == lut[0]))
+    cv2 = cv2_or_none()
+    if cv2 is not None and lut.dtype.itemsize == 1 and pixels.dtype == np.uint8 and (same or c in (1, 3, 4)):
+        flat = pixels.reshape(-1, pixels.shape[-2], c) if pixels.ndim >= 3 else pixels.reshape(-1, 1, c)
+        table = lut[0].view(np.uint8) if same else np.ascontiguousarray(lut.T.view(np.uint8)).reshape(256, 1, c)
+        out = cv2.LUT(flat, table)
+        return out.reshape(pixels.shape).view(lut.dtype)
+    if same:
+        return lut[0][pixels]
+    out = np.empty(pixels.shape, lut.dtype)
+    for k in range(c):
+        out[..., k] = lut[k][pixels[..., k]]
+    return out

@@ -15,6 +15,7 @@ _LAZY = {
     # types
     "Face": "edgelite.face.types",
     "DetectionResult": "edgelite.face.types",
+    "SelectRule": "edgelite.face.types",
     "Match": "edgelite.face.types",
     "VerifyResult": "edgelite.face.types",
     "PersonInfo": "edgelite.face.types",
@@ -26,17 +27,12 @@ _LAZY = {
     "ResizePlan": "edgelite.face.geometry",
     "plan_resize": "edgelite.face.geometry",
     "resize_image": "edgelite.face.geometry",
-    "choose_input_size": "edgelite.face.geometry",
-    "InputSizeChoice": "edgelite.face.geometry",
-    "plan_tiles": "edgelite.face.geometry",
-    "tile_windows": "edgelite.face.geometry",
     "MIN_FACE_AT_INPUT": "edgelite.face.geometry",
     # yunet
-    "YUNET_PREPROCESS": "edgelite.face.yunet",
     "YUNET_OUTPUT_NAMES": "edgelite.face.yunet",
     "decode_yunet": "edgelite.face.yunet",
     "decode_yunet_raw": "edgelite.face.yunet",
-    "preprocess_yunet": "edgelite.face.yunet",
+    "yunet_spec": "edgelite.face.yunet",
     # align
     "ARCFACE_TEMPLATE_112": "edgelite.face.align",
     "estimate_similarity": "edgelite.face.align",
@@ -59,6 +55,7 @@ _LAZY = {
     # convenience (layer 3)
     "detect_faces": "edgelite.face.api",
     "embed_faces": "edgelite.face.api",
+    "face_similarity": "edgelite.face.api",
     "compare_faces": "edgelite.face.api",
     # images
     "load_image": "edgelite.image",

@@ -4,7 +4,7 @@
     img = ef.load_image("photo.jpg")
     faces = ef.detect_faces(img)
     emb = ef.embed_faces(img, faces)
-    print(ef.compare_faces(emb[0], emb[1]))   # cosine similarity
+    print(ef.face_similarity(emb[0], emb[1]))   # cosine similarity
 """
 from __future__ import annotations
 
@@ -41,7 +41,23 @@ def embed_faces(image: np.ndarray, faces=None, *, precision: str = "int8") -> np
     return _get("emb", precision).embed_faces(image, faces)
 
 
-def compare_faces(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
-    """Cosine similarity of two embeddings (or row-wise of two batches)."""
+def face_similarity(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
+    """Cosine similarity of two embeddings (or row-wise of two batches), in [-1, 1].
+
+    Compare it with a threshold (``FaceGallery.threshold``, 0.363 for SFace int8 as
+    measured on ORL) to decide "same person"."""
     s = cosine_similarity(np.asarray(a), np.asarray(b))
     return float(s) if np.ndim(s) == 0 else s
+
+
+def compare_faces(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
+    """Deprecated alias of :func:`face_similarity` (returns a cosine, not booleans).
+
+    Renamed because the best-known face library's ``compare_faces`` returns
+    booleans under a tolerance; code ported from it would misread a cosine.
+    """
+    import warnings
+
+    warnings.warn("edgelite.face.compare_faces is deprecated: use face_similarity (it returns a cosine)",
+                  DeprecationWarning, stacklevel=2)
+    return face_similarity(a, b)

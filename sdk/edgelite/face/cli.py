@@ -15,14 +15,11 @@ def _dump(obj):
     sys.stdout.write("\n")
 
 
-def _largest_face_embedding(rec, path):
+def _largest_face_embedding(rec, path, select: str = "largest"):
+    """(embedding, face) of the selected face of an image file, or (None, None)."""
     from ..image import load_image
-    img = load_image(path)
-    det = rec.detector.detect(img)
-    face = det.largest()
-    if face is None:
-        return None, None
-    return rec.embedder.embed_faces(img, [face])[0], face
+    got = rec.embed_face(load_image(path), select=select)
+    return (None, None) if got is None else (got[1], got[0])
 
 
 def _recognizer(a, gallery=None):
@@ -115,7 +112,7 @@ def cmd_eval_pairs(a) -> int:
 
     def embed(path):
         try:
-            e, _ = _largest_face_embedding(rec, path)
+            e, _ = _largest_face_embedding(rec, path, a.select)
         except EdgeliteError:
             return None
         return e
@@ -163,5 +160,8 @@ def add_commands(sub) -> None:
                        formatter_class=fmt)
     p.add_argument("--pairs", required=True)
     p.add_argument("--root", required=True, help="images at ROOT/name/name_%%04d.jpg")
+    p.add_argument("--select", default="center", choices=["center", "largest", "score"],
+                   help="which face of an image is compared: LFW-format sets centre each image on the "
+                        "labelled person, so 'center' is right for them (a bystander can be larger)")
     common(p)
     p.set_defaults(fn=cmd_eval_pairs)

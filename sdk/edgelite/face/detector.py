@@ -1,10 +1,10 @@
 """Layer 2: :class:`FaceDetector` — YuNet (int8 or float32 TFLite) on any image size.
 
-Images are HWC ``uint8`` **RGB**; the detector letterboxes them into the model's
-fixed input (top-left anchored, zero padded, like OpenCV's ``FaceDetectorYN``),
-swaps to the BGR order YuNet was trained on, runs, decodes the three stride
-heads (8/16/32) with their 5 landmarks, applies the score threshold, top-k and
-NMS, and maps boxes/landmarks back to original-image pixels.
+Images are HWC ``uint8`` **RGB**; the model's embedded preprocessing letterboxes
+them into its fixed input (top-left anchored, zero padded, like OpenCV's
+``FaceDetectorYN``) in the BGR order YuNet was trained on; the detector runs it,
+decodes the three stride heads (8/16/32) with their 5 landmarks, applies the score
+threshold, top-k and NMS, and maps boxes/landmarks back to original-image pixels.
 
 Input size: the zoo ships YuNet at 320x320 and 640x640 (fixed shapes keep every
 op on XNNPACK's static int8 path). ``input_size="auto"`` picks 320 for frames
@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 import time
 
 import numpy as np
 
 from .. import zoo
 from ..errors import InputError
+from ..image import as_rgb
 from ..model import Model
-from ..preprocess import check_image
-from .geometry import ResizeMode, plan_resize
+from ..preprocess import PreprocessSpec
+from ..task import Task
 from .types import DetectionResult
-from .yunet import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DEFAULT_TOP_K, decode_yunet
+from .yunet import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DEFAULT_TOP_K, decode_yunet, yunet_spec
 
 ZOO_SIZES = (320, 640)
 AUTO_SMALL_MAX_SIDE = 1280
@@ -81,8 +81,17 @@ class FaceDetectorOptions:
             raise InputError(f"max_faces must be a positive int or None, got {self.max_faces!r}")
 
 
-class FaceDetector:
+class FaceDetector(Task):
     """Detect faces with YuNet. Models load lazily, on the first :meth:`detect`.
+
+    The input tensor is made by the model's own embedded :class:`PreprocessSpec`
+    (:meth:`edgelite.Model.prepare`: the function the converter calibrated with);
+    a YuNet file without metadata gets :func:`~edgelite.face.yunet.yunet_spec`.
+    This class only picks the model and decodes its outputs.
+
+    Args:
+        options: :class:`FaceDetectorOptions`; keyword ``overrides`` replace its
+            fields (an unknown name raises :class:`~edgelite.errors.InputError`).
 
     Example::
 
@@ -91,112 +100,61 @@ class FaceDetector:
                 print(face.box, face.score)
     """
 
-    def __init__(self, options: FaceDetectorOptions | None = None, **kw):
-        self.options = options or FaceDetectorOptions(**kw)
-        if options is not None and kw:
-            self.options = dataclasses.replace(options, **kw)
-        self._models: dict[int, Model] = {}
-        self._lock = threading.Lock()
-        self.last_timings: dict[str, float] = {}
+    Options = FaceDetectorOptions
 
     @classmethod
     def from_zoo(cls, precision: str = "int8", **kw) -> "FaceDetector":
-        return cls(FaceDetectorOptions(precision=precision, **kw))
+        return cls(precision=precision, **kw)
 
     @classmethod
     def from_model(cls, path: str | os.PathLike, **kw) -> "FaceDetector":
-        return cls(FaceDetectorOptions(model_path=str(path), **kw))
+        return cls(model_path=str(path), **kw)
 
-    def _model_for(self, size: int) -> Model:
-        key = 0 if self.options.model_path else size
-        with self._lock:
-            m = self._models.get(key)
-            if m is None:
-                path = self.options.model_path or zoo.require_model(
-                    f"yunet_{size}", self.options.precision, self.options.cache_dir)
-                m = Model(path, num_threads=self.options.num_threads)
-                self._models[key] = m
-            return m
+    def model(self, size: int = 320) -> Model:
+        """The underlying :class:`edgelite.Model` for an input size (loads it)."""
+        o = self.options
+
+        def load():
+            path = o.model_path or zoo.require_model(f"yunet_{size}", o.precision, o.cache_dir)
+            return Model(path, num_threads=o.num_threads)
+
+        return self._model(0 if o.model_path else size, load)
 
     def choose_size(self, image_hw) -> int:
         if self.options.input_size != "auto":
             return int(self.options.input_size)
         return 320 if max(image_hw) <= AUTO_SMALL_MAX_SIDE else 640
 
-    def model(self, size: int = 320) -> Model:
-        """The underlying :class:`edgelite.Model` for an input size (loads it)."""
-        return self._model_for(size)
+    def spec(self, model: Model) -> PreprocessSpec:
+        """The preprocessing of ``model`` (embedded, else YuNet's), with this detector's resize mode."""
+        spec = model.preprocessing or yunet_spec(tuple(model.inputs[0].shape[1:3]))
+        if spec.resize.value != self.options.resize:
+            spec = dataclasses.replace(spec, resize=self.options.resize)
+        return spec
 
     def detect(self, image: np.ndarray) -> DetectionResult:
-        """All faces in an HWC uint8 RGB image, best first, in original pixels."""
+        """All faces in an HWC uint8 RGB image, best first, in original pixels.
+
+        Grey and RGBA images are converted (:func:`edgelite.image.as_rgb`). Stage
+        timings (ms) are in the result's ``timings``.
+        """
+        return self._detect_rgb(as_rgb(image))
+
+    __call__ = detect
+
+    def _detect_rgb(self, img: np.ndarray) -> DetectionResult:
+        """:meth:`detect` for an image already validated by ``as_rgb`` (one check per frame)."""
         t0 = time.perf_counter()
-        img = check_image(image)
-        if img.shape[2] == 1:
-            img = np.repeat(img, 3, axis=2)
-        m = self._model_for(self.choose_size(img.shape[:2]))
-        spec = m.inputs[0]
-        in_hw = (spec.shape[1], spec.shape[2])
-        plan = plan_resize(img.shape[:2], in_hw, ResizeMode(self.options.resize))
-        canvas = _rgb_to_bgr(plan.apply(img, pad_value=0))  # YuNet was trained on OpenCV (BGR) images
-        if spec.quantized:
-            # uint8 pixel -> int8 via the input's scale/zero-point in one table lookup
-            x = apply_lut(canvas, _lut(spec.scale, spec.zero_point, np.dtype(spec.dtype)))[None]
-        else:
-            x = canvas.astype(np.float32)[None]
+        m = self.model(self.choose_size(img.shape[:2]))
+        spec = self.spec(m)
+        plan = spec.plan(img.shape[:2])
+        x = spec.to_tensor(plan.apply(img)[None], m.inputs[0])
         t1 = time.perf_counter()
         outs = m.run(x, quantize=False)
         t2 = time.perf_counter()
         o = self.options
-        res = decode_yunet(outs, in_hw, score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
+        res = decode_yunet(outs, spec.size, score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
                            top_k=o.top_k, max_faces=o.max_faces, plan=plan)
         t3 = time.perf_counter()
-        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3,
-                             "decode_ms": (t3 - t2) * 1e3}
-        return res
-
-    __call__ = detect
-
-    def close(self):
-        self._models.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-_LUTS: dict = {}
-
-
-def _rgb_to_bgr(img: np.ndarray) -> np.ndarray:
-    """Contiguous BGR copy (``cv2.cvtColor`` is far faster than a negative-stride copy)."""
-    from .._optional import cv2_or_none
-
-    cv2 = cv2_or_none()
-    if cv2 is not None:
-        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def apply_lut(pixels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[pixels]`` for uint8 pixels and a 256-entry 8-bit table: ``cv2.LUT`` when
-    OpenCV is installed (about 4x faster than numpy fancy indexing here), else numpy.
-    An int8 table is applied through its uint8 view: same bytes, so exact."""
-    from .._optional import cv2_or_none
-
-    cv2 = cv2_or_none()
-    if cv2 is not None and lut.dtype.itemsize == 1 and pixels.dtype == np.uint8:
-        out = cv2.LUT(np.ascontiguousarray(pixels), lut.view(np.uint8))
-        return out.reshape(pixels.shape).view(lut.dtype)
-    return lut[pixels]
-
-
-def _lut(scale: float, zp: int, dtype: np.dtype) -> np.ndarray:
-    key = (scale, zp, dtype.str)
-    t = _LUTS.get(key)
-    if t is None:
-        info = np.iinfo(dtype)
-        t = np.clip(np.round(np.arange(256) / scale) + zp, info.min, info.max).astype(dtype)
-        _LUTS[key] = t
-    return t
+        return dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                                                 "decode": (t3 - t2) * 1e3})

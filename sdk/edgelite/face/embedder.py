@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import threading
-import time
 
 import numpy as np
 
 from .. import zoo
 from ..errors import InputError
 from ..model import Model
+from ..preprocess import PreprocessSpec
+from ..task import Task
 from .align import align_faces
 
 EMBED_SIZE = 112
@@ -38,41 +38,48 @@ class FaceEmbedderOptions:
             raise InputError(f"precision must be one of {zoo.PRECISIONS}, got {self.precision!r}")
 
 
-class FaceEmbedder:
-    """Embed aligned face crops. The model loads lazily on first use."""
+#: SFace's input for a model file that does not embed it (the zoo's do): aligned
+#: 112x112 RGB crops, 0..255 (the normalisation is inside the network).
+SFACE_SPEC = PreprocessSpec(size=(EMBED_SIZE, EMBED_SIZE), resize="none", color="RGB", mean=0.0, std=1.0)
 
-    def __init__(self, options: FaceEmbedderOptions | None = None, **kw):
-        self.options = options or FaceEmbedderOptions(**kw)
-        self._model: Model | None = None
-        self._model_id: str | None = None
-        self._lock = threading.Lock()
-        self.last_timings: dict[str, float] = {}
+
+class FaceEmbedder(Task):
+    """Embed aligned face crops. The model loads lazily on first use.
+
+    The crops become the model's input through its embedded :class:`PreprocessSpec`
+    (one fused lookup table for an int8 input), the same function the converter
+    calibrated with.
+    """
+
+    Options = FaceEmbedderOptions
 
     @classmethod
     def from_zoo(cls, precision: str = "int8", **kw) -> "FaceEmbedder":
-        return cls(FaceEmbedderOptions(precision=precision, **kw))
+        return cls(precision=precision, **kw)
 
     @classmethod
     def from_model(cls, path: str | os.PathLike, **kw) -> "FaceEmbedder":
-        return cls(FaceEmbedderOptions(model_path=str(path), **kw))
+        return cls(model_path=str(path), **kw)
+
+    def _load(self) -> Model:
+        o = self.options
+        path = o.model_path or zoo.require_model("sface", o.precision, o.cache_dir)
+        with open(path, "rb") as f:
+            data = f.read()
+        m = Model(data, num_threads=o.num_threads)
+        name = (m.metadata.name if m.metadata else None) or os.path.basename(path)
+        self._model_id = f"{name}:{hashlib.sha256(data).hexdigest()[:16]}"
+        return m
 
     @property
     def model(self) -> Model:
-        with self._lock:
-            if self._model is None:
-                path = self.options.model_path or zoo.require_model("sface", self.options.precision,
-                                                                     self.options.cache_dir)
-                data = open(path, "rb").read()
-                self._model = Model(data, num_threads=self.options.num_threads)
-                name = (self._model.metadata.name if self._model.metadata else None) or os.path.basename(path)
-                self._model_id = f"{name}:{hashlib.sha256(data).hexdigest()[:16]}"
-            return self._model
+        return self._model("sface", self._load)
 
     @property
     def model_id(self) -> str:
         """Stable id of the embedding model (name + SHA-256 prefix of the file)."""
-        self.model  # noqa: B018 - loads
-        return self._model_id  # type: ignore[return-value]
+        self.model  # noqa: B018 - loads it (and sets the id)
+        return self._model_id
 
     @property
     def dim(self) -> int:
@@ -87,35 +94,17 @@ class FaceEmbedder:
             raise InputError(f"crops must be uint8 (N, {EMBED_SIZE}, {EMBED_SIZE}, 3) RGB aligned faces "
                              f"(use align_face), got {crops.dtype} {crops.shape}")
         m = self.model
-        t0 = time.perf_counter()
-        spec = m.inputs[0]
-        if spec.quantized:
-            from .detector import _lut, apply_lut
-            x = apply_lut(crops, _lut(spec.scale, spec.zero_point, np.dtype(spec.dtype)))
-        else:
-            x = crops.astype(np.float32)
-        if len(x) == 0:
+        if len(crops) == 0:
             return np.zeros((0, self.dim), np.float32)
+        x = (m.preprocessing or SFACE_SPEC).to_tensor(crops, m.inputs[0])
         out = m(x, quantize=False)
-        emb = np.asarray(out, np.float32).reshape(len(x), -1)
-        self.last_timings = {"embed_ms": (time.perf_counter() - t0) * 1e3}
-        return l2_normalize(emb)
+        return l2_normalize(np.asarray(out, np.float32).reshape(len(x), -1))
 
     def embed_faces(self, image: np.ndarray, faces) -> np.ndarray:
         """Align each detected face of ``image`` (RGB) and embed it: ``(N, D)``."""
-        lms = np.stack([f.landmarks for f in faces]) if len(faces) else np.zeros((0, 5, 2), np.float32)
-        if len(lms) == 0:
+        if len(faces) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return self.embed(align_faces(image, lms))
-
-    def close(self):
-        self._model = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        return self.embed(align_faces(image, np.stack([f.landmarks for f in faces])))
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

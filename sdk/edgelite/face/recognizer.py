@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..preprocess import check_image
+from ..image import as_rgb
+from ..task import Task
 from .align import align_faces
 from .detector import FaceDetector, FaceDetectorOptions
 from .embedder import FaceEmbedder, FaceEmbedderOptions
@@ -116,7 +117,7 @@ class _Track:
     missed: int = 0
 
 
-class FaceRecognizer:
+class FaceRecognizer(Task):
     """Detect, align, embed and match every face of a frame against a :class:`FaceGallery`.
 
     Args:
@@ -126,9 +127,11 @@ class FaceRecognizer:
         detector, embedder: ready instances (else built from the zoo lazily).
     """
 
+    Options = FaceRecognizerOptions
+
     def __init__(self, gallery=None, options: FaceRecognizerOptions | None = None, *,
-                 detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None, **kw):
-        self.options = options or FaceRecognizerOptions(**kw)
+                 detector: FaceDetector | None = None, embedder: FaceEmbedder | None = None, **overrides):
+        super().__init__(options, **overrides)
         o = self.options
         self.detector = detector or FaceDetector(o.detector or FaceDetectorOptions(
             precision=o.precision, num_threads=o.num_threads, cache_dir=o.cache_dir))
@@ -161,10 +164,8 @@ class FaceRecognizer:
     def recognize(self, image: np.ndarray) -> RecognitionResult:
         """All faces of one RGB frame, with names. In video mode, call it on consecutive frames."""
         t0 = time.perf_counter()
-        img = check_image(image)
-        if img.shape[2] == 1:
-            img = np.repeat(img, 3, axis=2)
-        det = self.detector.detect(img)
+        img = as_rgb(image)  # the one validation of this frame
+        det = self.detector._detect_rgb(img)
         faces = [f for f in det.faces if f.width >= self.options.min_face]
         t1 = time.perf_counter()
         todo = list(range(len(faces)))
@@ -249,14 +250,22 @@ class FaceRecognizer:
                     keep.append(t)
         self._tracks = keep
 
+    def embed_face(self, image: np.ndarray, *, select: str = "largest") -> tuple[Face, np.ndarray] | None:
+        """The one face a task needs (enrol, verify, unlock) and its embedding, or ``None``.
+
+        Args:
+            image: HWC uint8 RGB.
+            select: ``largest`` (default), ``score`` or ``center`` — see
+                :meth:`~edgelite.face.DetectionResult.select`.
+        """
+        img = as_rgb(image)
+        face = self.detector._detect_rgb(img).select(select)
+        if face is None:
+            return None
+        return face, self.embedder.embed(align_faces(img, face.landmarks[None]))[0]
+
     def close(self):
         self.detector.close()
         self.embedder.close()
         if self.gallery is not None and hasattr(self.gallery, "close"):
             self.gallery.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -165,6 +167,14 @@ class Face:
         return cls(box=box, landmarks=arr[4:14].reshape(5, 2), score=float(arr[14]))
 
 
+class SelectRule(str, Enum):
+    """Which face :meth:`DetectionResult.select` picks."""
+
+    LARGEST = "largest"
+    SCORE = "score"
+    CENTER = "center"
+
+
 @dataclass(frozen=True, eq=False)
 class DetectionResult:
     """All faces found in one image, best score first.
@@ -172,12 +182,16 @@ class DetectionResult:
     Attributes:
         faces: detected faces, sorted by descending score.
         image_hw: ``(height, width)`` of the image the coordinates refer to.
+        timings: milliseconds per stage of the call that made it (``preprocess``,
+            ``inference``, ``decode``); not part of equality.
     """
 
     faces: tuple[Face, ...]
     image_hw: tuple[int, int]
+    timings: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "timings", MappingProxyType(dict(self.timings)))
         faces = tuple(self.faces)
         for f in faces:
             if not isinstance(f, Face):
@@ -228,8 +242,32 @@ class DetectionResult:
 
     def largest(self) -> Face | None:
         """The face with the largest box area (ties: higher score), or ``None``."""
+        return self.select(SelectRule.LARGEST)
+
+    def select(self, rule: "SelectRule | str" = "largest") -> Face | None:
+        """The one face to use when a task needs one (enrol, verify, unlock), or ``None``.
+
+        Rules: ``largest`` box area (a portrait, a door camera), ``score`` (the most
+        face-like), ``center`` — nearest the image centre (face-verification sets in
+        the LFW format centre every image on the labelled person, and a bystander's
+        face can be larger). Ties go to the higher score.
+        """
+        try:
+            rule = SelectRule(rule)
+        except ValueError:
+            raise InputError(f"unknown face selection rule {rule!r}; use one of "
+                             f"{[r.value for r in SelectRule]}") from None
         if not self.faces:
             return None
+        if rule is SelectRule.SCORE:
+            return max(self.faces, key=lambda f: f.score)
+        if rule is SelectRule.CENTER:
+            cy, cx = self.image_hw[0] / 2.0, self.image_hw[1] / 2.0
+
+            def dist(f):
+                return ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2
+
+            return min(self.faces, key=lambda f: (dist(f), -f.score))
         return max(self.faces, key=lambda f: (f.area, f.score))
 
     def to_yunet_rows(self) -> np.ndarray:

@@ -16,23 +16,22 @@ its centre. This is exactly what OpenCV's ``cv::FaceDetectorYN`` computes; we
 checked our decoder against ``cv2.FaceDetectorYN`` (OpenCV 4.14) on the demo photos:
 identical boxes and landmarks to < 1e-4 px (``tests/test_yunet_decode.py``).
 
-Preprocessing the network expects (see :data:`YUNET_PREPROCESS`): **BGR** channel
-order, ``float32`` values 0..255 with no mean/std normalisation. The ONNX model is
-NCHW 640x640; the TFLite builds are NHWC and may be built at other sizes. OpenCV
+Preprocessing the network expects (:func:`yunet_spec`, embedded in the zoo models):
+**BGR** channel order, values 0..255 with no mean/std normalisation. The ONNX model
+is NCHW 640x640; the TFLite builds are NHWC and may be built at other sizes. OpenCV
 does not resize: it pads the image bottom/right with zeros up to a multiple of 32.
 """
 from __future__ import annotations
 
 import functools
 import math
-from enum import Enum
-from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import InputError
-from .geometry import ResizeMode, ResizePlan, nms, plan_resize
+from ..preprocess import PreprocessSpec, ResizeMode, ResizePlan
+from .geometry import nms
 from .types import DetectionResult, Face
 
 #: Strides of the three detection heads.
@@ -46,25 +45,6 @@ YUNET_OUTPUT_NAMES: tuple[str, ...] = tuple(
 #: Channels per output kind.
 _KIND_CHANNELS = {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
 
-#: What the network expects as input. ``size`` is the (height, width) of the
-#: published ONNX model; other sizes work if both are multiples of ``size_multiple``.
-#: ``colour`` is BGR because the model was trained on OpenCV-loaded images —
-#: edgelite images are RGB, so :func:`preprocess_yunet` swaps the channels.
-YUNET_PREPROCESS: Mapping[str, Any] = MappingProxyType(
-    {
-        "size": (640, 640),
-        "size_multiple": 32,
-        "colour": "BGR",
-        "mean": 0.0,
-        "std": 1.0,
-        "dtype": "float32",
-        "range": (0.0, 255.0),
-        "layout": "NCHW",  # the ONNX model; edgelite's TFLite builds are NHWC
-        "tflite_layout": "NHWC",
-        "pad_value": 0,
-    }
-)
-
 #: Default score threshold. 0.6 is the default of the OpenCV Zoo YuNet wrapper
 #: (``cv2.FaceDetectorYN.create`` itself defaults to 0.9, which drops faces
 #: narrower than ~14 input px); real faces on the demo photos score 0.86-0.96,
@@ -74,13 +54,6 @@ DEFAULT_SCORE_THRESHOLD: float = 0.6
 DEFAULT_NMS_THRESHOLD: float = 0.3
 #: Default pre-NMS candidate cap, as OpenCV.
 DEFAULT_TOP_K: int = 5000
-
-
-class TensorLayout(str, Enum):
-    """Memory layout of an image batch tensor."""
-
-    NHWC = "NHWC"
-    NCHW = "NCHW"
 
 
 def _check_input_hw(input_hw: Any) -> tuple[int, int]:
@@ -259,46 +232,11 @@ def decode_yunet(
     return DetectionResult(faces=faces, image_hw=image_hw)
 
 
-def preprocess_yunet(
-    image_rgb: np.ndarray,
-    input_hw: tuple[int, int] = YUNET_PREPROCESS["size"],
-    *,
-    mode: ResizeMode | str = ResizeMode.LETTERBOX,
-    layout: TensorLayout | str = TensorLayout.NHWC,
-    use_cv2: bool | None = None,
-) -> tuple[np.ndarray, ResizePlan]:
-    """Make a YuNet input tensor from an RGB image.
-
-    Resizes/pads with :func:`~edgelite.face.geometry.plan_resize` (letterbox anchored
-    top-left by default, zero padding like OpenCV), swaps RGB to **BGR**, and
-    returns ``float32`` 0..255 values — no normalisation. A quantized (int8) model
-    input still needs ``edgelite.quantize`` with the model's input scale/zero point.
-
-    Args:
-        image_rgb: HWC ``uint8`` **RGB** image (edgelite convention).
-        input_hw: network input ``(height, width)``; multiples of 32.
-        mode: letterbox (keeps aspect) or stretch.
-        layout: ``NHWC`` (TFLite) or ``NCHW`` (the ONNX model).
-        use_cv2: see :func:`~edgelite.face.geometry.resize_image`.
-
-    Returns:
-        ``(tensor [1, H, W, 3] or [1, 3, H, W] float32 BGR, plan)``.
-    """
-    img = np.asarray(image_rgb)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.size == 0:
-        raise InputError(
-            f"image must be HWC uint8 RGB (edgelite.load_image gives that), got {img.dtype} {img.shape}"
-        )
-    hw = _check_input_hw(input_hw)
-    try:
-        lay = TensorLayout(layout)
-    except ValueError:
-        raise InputError(f"layout must be one of {[v.value for v in TensorLayout]}, got {layout!r}") from None
-    plan = plan_resize(img.shape[:2], hw, mode)
-    canvas = plan.apply(img, pad_value=YUNET_PREPROCESS["pad_value"], use_cv2=use_cv2)
-    bgr = canvas[:, :, ::-1].astype(np.float32)
-    tensor = bgr[None] if lay is TensorLayout.NHWC else bgr.transpose(2, 0, 1)[None]
-    return np.ascontiguousarray(tensor), plan
+def yunet_spec(input_hw: tuple[int, int], resize: ResizeMode | str = ResizeMode.LETTERBOX) -> PreprocessSpec:
+    """The input a YuNet model expects, for a model file that does not embed it
+    (the zoo's do): **BGR** (trained on OpenCV-loaded images), values 0..255 with no
+    normalisation, letterboxed top-left with zero padding like OpenCV."""
+    return PreprocessSpec(size=_check_input_hw(input_hw), resize=resize, color="BGR", mean=0.0, std=1.0)
 
 
 def padded_input_hw(image_hw: tuple[int, int], multiple: int = 32) -> tuple[int, int]:
@@ -316,14 +254,12 @@ def padded_input_hw(image_hw: tuple[int, int], multiple: int = 32) -> tuple[int,
 __all__ = [
     "YUNET_STRIDES",
     "YUNET_OUTPUT_NAMES",
-    "YUNET_PREPROCESS",
     "DEFAULT_SCORE_THRESHOLD",
     "DEFAULT_NMS_THRESHOLD",
     "DEFAULT_TOP_K",
-    "TensorLayout",
     "yunet_priors",
     "decode_yunet_raw",
     "decode_yunet",
-    "preprocess_yunet",
+    "yunet_spec",
     "padded_input_hw",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeliteError, GalleryError, ImageError, InputError, ModelMismatchError, ZooError
+from ..face.types import DetectionResult
 
 #: Face ops (native routes ``/v1/faces/<op>`` and the gallery routes).
 FACE_OPS = ("detect", "embed", "identify", "verify", "enroll")
@@ -293,21 +294,6 @@ def _param(params: dict, key: str, kind, default=None, lo=None, hi=None):
     return v
 
 
-SELECT_RULES = ("largest", "score", "center")
-
-
-def select_face(faces, image_hw, rule: str = "largest") -> int:
-    """Index of the face to use when one is needed: ``largest`` box area, best
-    ``score``, or the one whose centre is nearest the image ``center``."""
-    if rule == "score":
-        return int(np.argmax([f.score for f in faces]))
-    if rule == "center":
-        cy, cx = image_hw[0] / 2.0, image_hw[1] / 2.0
-        d = [((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2 for f in faces]
-        return int(np.argmin(d))
-    return int(np.argmax([(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]))
-
-
 class Engine:
     """The models of one worker and the code that runs a batch of requests on them.
 
@@ -444,7 +430,7 @@ class Engine:
         max_faces = _param(p, "max_faces", int, None, 1, 10_000)
         job["images"] = []
         for img in images:
-            det = self._detector_for(img.shape[:2]).detect(img)
+            det = self._detector_for(img.shape[:2])._detect_rgb(img)
             faces = [f for f in det.faces if f.score >= min_score][:max_faces]
             job["images"].append((img, faces))
         return job
@@ -491,11 +477,12 @@ class Engine:
                 if not faces:
                     continue
                 if r.op in ("verify", "enroll"):  # one face per image: the selected one
-                    rule = r.params.get("select") or "largest"
-                    if rule not in SELECT_RULES:
-                        jobs[-1] = error_response(400, "bad_parameter", f"select must be one of {SELECT_RULES}")
+                    try:
+                        chosen = DetectionResult(tuple(faces), img.shape[:2]).select(r.params.get("select") or "largest")
+                    except InputError as e:
+                        jobs[-1] = response_for_exception(e)
                         break
-                    sel = [select_face(faces, img.shape[:2], rule)]
+                    sel = [faces.index(chosen)]
                 else:
                     sel = list(range(len(faces)))
                 lms = np.stack([faces[j].landmarks for j in sel])
