@@ -80,6 +80,7 @@ class ConvertOptions:
     recommended_calibration_samples: int = 100
     holdout: int = 16
     timeout_s: float = 1800.0
+    batch_polymorphic: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "mode", QuantMode(self.mode))
@@ -274,6 +275,14 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         fbytes = (d / "float.tflite").read_bytes()
         full_int8 = (d / "full_int8.tflite").read_bytes() if (d / "full_int8.tflite").exists() else None
 
+    batch_info: dict = {"batch_polymorphic": False, "reason": "disabled (ConvertOptions.batch_polymorphic)"}
+    if opts.batch_polymorphic:
+        from .batching import make_batch_polymorphic
+
+        qbytes, batch_info = make_batch_polymorphic(qbytes)
+        fbytes, fbatch = make_batch_polymorphic(fbytes)
+        batch_info = {**batch_info, "float32": fbatch}
+
     from edgelite._tflite import read_model_info
     from edgelite.inspect import inspect_model
 
@@ -285,7 +294,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
         "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
         "op_histogram": read_model_info(qbytes).op_histogram(),
-        "size_bytes": len(qbytes), "float_size_bytes": len(fbytes),
+        "size_bytes": len(qbytes), "float_size_bytes": len(fbytes), "batch": batch_info,
         "calibration": calib_set.summary() if calib_set else None,
         "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
         "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
