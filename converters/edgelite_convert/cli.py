@@ -21,7 +21,12 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
                    help="tensor names to keep in float (selective quantization)")
     p.add_argument("--debug-layers", action="store_true", help="per-layer error ranking (QuantizationDebugger)")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="preprocessing: model input size")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="model input size: preprocessing of the calibration images, and the height/width of a "
+                        "single image input that the ONNX model leaves dynamic")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x48x192",
+                   help="static ONNX-layout shape of an input (repeatable); fixes dynamic dims of ONNX models "
+                        "(a dynamic batch is 1 by default)")
     p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop", "none"])
     p.add_argument("--color", default="RGB", choices=["RGB", "BGR", "GRAY"])
     p.add_argument("--mean", type=float, nargs="+", default=[0.0])
@@ -52,13 +57,34 @@ def run_convert(a) -> int:
                           debug_layers=a.debug_layers, min_calibration_samples=a.min_samples,
                           max_calibration_samples=a.max_samples)
     res = convert(a.source, a.output, calibration=a.calibration, validation=a.validate, preprocess=spec,
-                  options=opts, task=a.task, labels=labels, progress=not a.json)
+                  options=opts, task=a.task, labels=labels, progress=not a.json,
+                  input_shapes=parse_input_shapes(a.input_shape) or None)
     if a.json:
         json.dump(res.report, sys.stdout, indent=2, default=str)
         print()
     else:
         print(format_report(res.report, res.path))
     return 0
+
+
+def parse_input_shapes(items) -> dict[str, list[int]]:
+    """``["x:1x3x48x192", "y:1x10"]`` -> ``{"x": [1, 3, 48, 192], "y": [1, 10]}`` (``,`` also separates)."""
+    from edgelite.errors import ConversionError
+
+    out: dict[str, list[int]] = {}
+    for item in items or []:
+        name, sep, dims = str(item).rpartition(":")
+        try:
+            shape = [int(d) for d in dims.replace(",", "x").lower().split("x") if d.strip()]
+        except ValueError:
+            shape = []
+        if not sep or not name or not shape or any(d <= 0 for d in shape):
+            raise ConversionError(f"--input-shape {item!r}: expected NAME:DIMS with positive sizes in ONNX "
+                                  "layout, e.g. --input-shape x:1x3x48x192")
+        if name in out:
+            raise ConversionError(f"--input-shape given twice for input {name!r}")
+        out[name] = shape
+    return out
 
 
 def _infer_spec(a):

@@ -80,6 +80,7 @@ class ConvertOptions:
     recommended_calibration_samples: int = 100
     holdout: int = 16
     timeout_s: float = 1800.0
+    batch_polymorphic: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "mode", QuantMode(self.mode))
@@ -234,6 +235,9 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgelite-convert-") as tmp:
         d = Path(tmp)
+        if input_shapes and kind != "onnx":
+            raise ConversionError("--input-shape / input_shapes applies to ONNX sources only; a Keras model or "
+                                  "SavedModel takes the shapes of its own input signature")
         if kind == "module":
             sm = _prepare_module(source, d)
             kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
@@ -242,6 +246,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             src_hash, src_name = _sha256_source(path), path.name
             if kind == "onnx":
                 _precheck_onnx(path)
+                input_shapes = resolve_onnx_input_shapes(path, input_shapes, preprocess)
         job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,
                "input_type": opts.input_type.value, "output_type": opts.output_type.value,
                "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
@@ -274,6 +279,14 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         fbytes = (d / "float.tflite").read_bytes()
         full_int8 = (d / "full_int8.tflite").read_bytes() if (d / "full_int8.tflite").exists() else None
 
+    batch_info: dict = {"batch_polymorphic": False, "reason": "disabled (ConvertOptions.batch_polymorphic)"}
+    if opts.batch_polymorphic:
+        from .batching import make_batch_polymorphic
+
+        qbytes, batch_info = make_batch_polymorphic(qbytes)
+        fbytes, fbatch = make_batch_polymorphic(fbytes)
+        batch_info = {**batch_info, "float32": fbatch}
+
     from edgelite._tflite import read_model_info
     from edgelite.inspect import inspect_model
 
@@ -285,7 +298,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
         "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
         "op_histogram": read_model_info(qbytes).op_histogram(),
-        "size_bytes": len(qbytes), "float_size_bytes": len(fbytes),
+        "size_bytes": len(qbytes), "float_size_bytes": len(fbytes), "batch": batch_info,
         "calibration": calib_set.summary() if calib_set else None,
         "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
         "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
@@ -376,6 +389,80 @@ def _precheck_onnx(path: Path) -> None:
     if bad:
         raise ConversionError(f"{path.name}: unsupported ONNX op type(s): {', '.join(bad)}. "
                               "See docs/converters.md for the supported list.")
+
+
+def _fmt_shape(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def resolve_onnx_input_shapes(path, input_shapes: dict | None, preprocess: PreprocessSpec | None) -> dict | None:
+    """Static ONNX-layout shapes for every input of an ONNX model, before any TensorFlow work.
+
+    Dynamic dims are resolved as follows: the ones named in ``input_shapes``
+    (``--input-shape NAME:1x3x48x192``) win; a dynamic batch (dim 0) becomes 1;
+    a dynamic height/width of the single 4-D (image) input comes from the
+    preprocessing size (``--input-size H W``). Anything left dynamic is refused
+    with the option that fixes it, listing every input and its declared shape.
+
+    Returns:
+        ``input_shapes`` completed with the inputs that had dynamic dims (None when
+        the model is fully static and nothing was given).
+    """
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    inputs = [i for i in m.graph.input if i.name not in inits]
+    declared: dict[str, list] = {}
+    for i in inputs:
+        dims = i.type.tensor_type.shape.dim
+        declared[i.name] = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+    listing = ", ".join(f"'{n}' {_fmt_shape(s)}" for n, s in declared.items())
+    given = {str(k): [int(d) for d in v] for k, v in (input_shapes or {}).items()}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ConversionError(f"--input-shape / input_shapes names unknown input(s) {unknown}; the model's inputs "
+                              f"are {listing}")
+    for name, shape in given.items():
+        want = declared[name]
+        if len(shape) != len(want) or any(d <= 0 for d in shape):
+            raise ConversionError(f"--input-shape {name}:{_fmt_shape(shape)}: input '{name}' has rank {len(want)} "
+                                  f"(declared {_fmt_shape(want)}); give {len(want)} positive sizes in ONNX layout "
+                                  "(NCHW for images), e.g. " + f"{name}:" + _fmt_shape(
+                                      [d if d is not None else (1 if k == 0 else 224) for k, d in enumerate(want)]))
+    images = [n for n, s in declared.items() if len(s) == 4]
+    size = tuple(preprocess.size) if preprocess is not None else None
+    out = dict(given)
+    for name, shape in declared.items():
+        if name in given:
+            continue
+        shape = list(shape)
+        if shape and shape[0] is None:
+            shape[0] = 1  # dynamic batch: one image (the converted model stays batch-polymorphic)
+        if len(shape) == 4 and size is not None and len(images) == 1:
+            if None in shape[2:]:
+                shape[2:] = [shape[2] or size[0], shape[3] or size[1]]
+            elif tuple(shape[2:]) != size:
+                raise ConversionError(
+                    f"--input-size {size[0]} {size[1]} does not match input '{name}', declared "
+                    f"{_fmt_shape(shape)} (NCHW). Fix: --input-size {shape[2]} {shape[3]}, or, if the model is "
+                    f"fully convolutional, convert it at another size with --input-shape "
+                    f"{name}:{_fmt_shape(shape[:2] + list(size))} (input_shapes={{'{name}': "
+                    f"{shape[:2] + list(size)}}} in Python)")
+        if None in shape:
+            dyn = [k for k, d in enumerate(shape) if d is None]
+            hw = len(shape) == 4 and set(dyn) <= {2, 3}
+            example = [d if d is not None else (size[k - 2] if hw and size else 224) for k, d in enumerate(shape)]
+            hint = (f" or --input-size H W (sets height and width of the single image input)"
+                    if hw and len(images) == 1 else "")
+            raise ConversionError(
+                f"Input '{name}' has dynamic dimension(s) {dyn} (declared {_fmt_shape(declared[name])}, ONNX "
+                f"layout); the converter needs static sizes. Fix: pass --input-shape {name}:{_fmt_shape(example)}"
+                f"{hint} on the command line, or input_shapes={{'{name}': {example}}} to convert(). "
+                f"The model's inputs: {listing}.")
+        if shape != declared[name]:
+            out[name] = shape
+    return out or None
 
 
 def _onnx_parity(path: Path, float_bytes: bytes, held: CalibrationSet, prep: dict) -> dict:

@@ -397,7 +397,9 @@ class ImportedOnnx(tf.Module):
             else:
                 raise ConversionError(
                     f"Input '{inp.name}' has a dynamic dimension {i} ('{d.dim_param or '?'}'). "
-                    f"Fix: pass input_shapes={{'{inp.name}': [...]}} with static sizes.")
+                    f"Fix: give static sizes (ONNX layout, NCHW for images): on the command line "
+                    f"--input-shape {inp.name}:1x3xHxW (or --input-size H W for a single image input), "
+                    f"in Python input_shapes={{'{inp.name}': [...]}}.")
         return tuple(shape)
 
     # -- tracing ------------------------------------------------------------

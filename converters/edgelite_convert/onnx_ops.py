@@ -75,6 +75,30 @@ def moves_data(shape: Sequence[int], perm: Sequence[int]) -> bool:
     return big != sorted(big)
 
 
+def batch_reshape(t: Any, target: Sequence[int]) -> Any:
+    """``tf.reshape`` that keeps a leading batch dimension polymorphic.
+
+    The importer traces with a static batch (1 by default), so every target shape
+    it computes holds that batch size. When a reshape keeps the leading dimension
+    (``target[0] == shape[0]`` and the rest has the same size), the leading
+    dimension is written ``-1``: identical at the traced batch, and the converted
+    model can then be resized to a batch of N (``RESHAPE`` targets with a baked
+    batch of 1 make XNNPACK fail to reshape on ``allocate_tensors``). Other
+    reshapes (that fold the batch into another axis) stay static.
+    """
+    target = [int(d) for d in target]
+    if isinstance(t, np.ndarray):
+        return t.reshape(target)
+    shape = [int(d) for d in t.shape]
+    if -1 in target:
+        known = int(np.prod([d for d in target if d != -1]))
+        target[target.index(-1)] = int(np.prod(shape)) // max(known, 1)
+    if (shape and target and target[0] == shape[0]
+            and int(np.prod(target[1:])) == int(np.prod(shape[1:]))):
+        target = [-1] + target[1:]
+    return tf.reshape(t, target)
+
+
 @dataclass
 class Val:
     """A value flowing between handlers: a tensor or constant plus its layout.
@@ -206,7 +230,7 @@ class Ctx:
             return np.transpose(t, r)
         shape = [int(d) for d in t.shape]
         if not moves_data(shape, r):
-            return tf.reshape(t, [shape[p] for p in r])
+            return batch_reshape(t, [shape[p] for p in r]) if r[0] == 0 else tf.reshape(t, [shape[p] for p in r])
         self.note_transpose(reason)
         return tf.transpose(t, r)
 
@@ -1049,12 +1073,12 @@ def _flatten_2d(ctx: Ctx, node: Node, v: Val, axis: int) -> Val:
     if v.is_const:
         return const(v.t.reshape(outer, inner))
     if v.colperm is None and is_identity(v.perm):
-        return tensor(tf.reshape(v.t, [outer, inner]))
+        return tensor(batch_reshape(v.t, [outer, inner]))
     if axis == 1 and v.perm[0] == 0 and v.colperm is None:
         # Keep the stored order; a following Gemm/MatMul permutes its weights.
-        return tensor(tf.reshape(v.t, [outer, inner]), colperm=_flatten_colperm(v))
+        return tensor(batch_reshape(v.t, [outer, inner]), colperm=_flatten_colperm(v))
     t = ctx.to_onnx(v, f"{node.label()} flattens in ONNX order")
-    return tensor(tf.reshape(t, [outer, inner]))
+    return tensor(batch_reshape(t, [outer, inner]))
 
 
 @handler("Flatten")
@@ -1083,7 +1107,7 @@ def _reshape(ctx: Ctx, node: Node, ins: list) -> list:
     if target == list(shape) and v.colperm is None:
         return [v]
     t = ctx.to_onnx(v, f"{node.label()} reshapes in ONNX order")
-    return [tensor(tf.reshape(t, target))]
+    return [tensor(batch_reshape(t, target))]
 
 
 @handler("Transpose")
@@ -1157,7 +1181,7 @@ def _unsqueeze(ctx: Ctx, node: Node, ins: list) -> list:
     if v.is_const:
         return [const(v.t.reshape(shape))]
     t = ctx.to_onnx(v, f"{node.label()} inserts axes in ONNX order")
-    return [tensor(tf.reshape(t, shape))]
+    return [tensor(batch_reshape(t, shape) if axes[0] > 0 else tf.reshape(t, shape))]
 
 
 @handler("Softmax", "LogSoftmax")
@@ -1170,8 +1194,8 @@ def _softmax(ctx: Ctx, node: Node, ins: list) -> list:
             # Opset < 13 semantics: softmax over the flattened trailing block.
             shape = v.shape
             t = ctx.to_onnx(v, f"{node.label()} (opset<13) runs on the flattened [..., axis:] block")
-            y = fn(tf.reshape(t, [int(np.prod(shape[:axis])), -1]), axis=-1)
-            return [tensor(tf.reshape(y, shape))]
+            y = fn(tf.reshape(t, [-1, int(np.prod(shape[axis:]))]), axis=-1)
+            return [tensor(tf.reshape(y, [-1] + list(shape[1:])))]
     else:
         axis = _norm_axis(int(node.attrs.get("axis", -1)), v.rank)
     if v.colperm is not None:
@@ -1205,7 +1229,9 @@ def _pad(ctx: Ctx, node: Node, ins: list) -> list:
     # Negative pads crop.
     if any(p < 0 for p in sb + se):
         shp = [int(d) for d in t.shape]
-        t = tf.slice(t, [max(-p, 0) for p in sb], [shp[i] - max(-sb[i], 0) - max(-se[i], 0) for i in range(r)])
+        t = tf.slice(t, [max(-p, 0) for p in sb],
+                     [shp[i] - max(-sb[i], 0) - max(-se[i], 0) if sb[i] < 0 or se[i] < 0 else -1
+                      for i in range(r)])
         sb, se = [max(p, 0) for p in sb], [max(p, 0) for p in se]
     if mode == "constant":
         y = tf.pad(t, list(zip(sb, se)), constant_values=value)
@@ -1269,7 +1295,7 @@ def _matmul(ctx: Ctx, node: Node, ins: list) -> list:
             shp = list(a.stored_shape)
             y = tf.matmul(tf.reshape(a.t, [-1, shp[-1]]), w) if a.rank > 2 else tf.matmul(a.t, w)
             if a.rank > 2:
-                y = tf.reshape(y, shp[:-1] + [w.shape[1]])
+                y = tf.reshape(y, [-1] + shp[1:-1] + [w.shape[1]])  # leading (batch) dim left polymorphic
             return [tensor(y, a.perm)]
     if a.rank < 2 or b.rank < 2:
         raise ConversionError(f"{node.label()}: MatMul with a 1-D operand is not supported")
@@ -1375,6 +1401,9 @@ def _slice(ctx: Ctx, node: Node, ins: list) -> list:
             s, e = min(max(s, 0), n), min(max(e, 0), n)
         else:
             s, e = min(max(s, 0), n - 1), min(max(e, -1), n - 1)
+        if st == 1 and s == 0 and e >= n:
+            sl[a] = slice(None)  # whole axis: no size baked in (keeps the batch dim polymorphic)
+            continue
         sl[a] = slice(s, e if e >= 0 else None, st)
     if v.is_const:
         return [const(v.t[tuple(sl)])]
