@@ -186,15 +186,15 @@ def test_zoo_build_report_records_the_batch_proof(zoo_models):
 
 
 @pytest.mark.slow
-def test_bench_batch_quick(zoo_models, tmp_path):
+def test_bench_model_batch_quick(zoo_models, tmp_path):
     import json
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "device_tests"))
-    import bench_batch
+    import bench_model_batch
 
-    assert bench_batch.main(["--quick", "--zoo-models", "yunet_320", "--precisions", "int8", "--batches", "1,2",
+    assert bench_model_batch.main(["--quick", "--zoo-models", "yunet_320", "--precisions", "int8", "--batches", "1,2",
                              "--results-dir", str(tmp_path), "--device-id", "t"]) == 0
     rep = json.loads((tmp_path / "t" / "batch.json").read_text())
     r = rep["results"][0]

@@ -14,9 +14,9 @@ float ones): the figure is the interpreter's, without (de)quantization.
 
 Usage::
 
-    python3 device_tests/bench_batch.py                       # threads 1,2; batches 1,2,4,8
-    python3 device_tests/bench_batch.py --threads 1,4 --batches 1,4,16 --seconds 3
-    python3 device_tests/bench_batch.py --quick               # smoke run
+    python3 device_tests/bench_model_batch.py                       # threads 1,2; batches 1,2,4,8
+    python3 device_tests/bench_model_batch.py --threads 1,4 --batches 1,4,16 --seconds 3
+    python3 device_tests/bench_model_batch.py --quick               # smoke run
 
 Writes ``results/<device-id>/batch.{json,md,metrics.csv}``.
 """
@@ -139,12 +139,12 @@ def main(argv=None) -> int:
     for r in results:
         for b, v in (r.get("batches") or {}).items():
             metrics[f"batch/{r['label']}/t{r['threads']}/b{b}/per_image_ms"] = C.metric(v["per_image_ms"])
-    rep = {"schema": C.SCHEMA, "kind": "batch", "system": C.system_record(models), "results": results,
+    rep = {"schema": C.SCHEMA, "kind": "model_batch", "system": C.system_record(models), "results": results,
            "config": {"threads": threads, "batches": batches, "seconds": seconds}, "metrics": metrics}
     out = C.results_dir(args.results_dir, args.device_id)
-    C.write_json(out / "batch.json", rep)
-    (out / "batch.md").write_text(to_markdown(rep))
-    C.write_metrics_csv(out / "batch.metrics.csv", metrics)
+    C.write_json(out / "model_batch.json", rep)
+    (out / "model_batch.md").write_text(to_markdown(rep))
+    C.write_metrics_csv(out / "model_batch.metrics.csv", metrics)
     print(f"wrote {out / 'batch.md'}")
     return 0
 
