@@ -196,7 +196,7 @@ def test_bench_model_batch_quick(zoo_models, tmp_path):
 
     assert bench_model_batch.main(["--quick", "--zoo-models", "yunet_320", "--precisions", "int8", "--batches", "1,2",
                              "--results-dir", str(tmp_path), "--device-id", "t"]) == 0
-    rep = json.loads((tmp_path / "t" / "batch.json").read_text())
+    rep = json.loads((tmp_path / "t" / "model_batch.json").read_text())
     r = rep["results"][0]
     assert r["label"] == "yunet_320-int8" and set(r["batches"]) == {"1", "2"}
-    assert "b2 gain" in (tmp_path / "t" / "batch.md").read_text()
+    assert "b2 gain" in (tmp_path / "t" / "model_batch.md").read_text()
