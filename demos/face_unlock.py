@@ -347,6 +347,11 @@ def _json_default(o):
     return str(o)
 
 
+def _printable_filename(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (surrogate-escaped by Python) become ``\\xff``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _r(x: float, nd: int = 2) -> float:
     return round(float(x), nd)
 
@@ -422,7 +427,7 @@ def enroll_from_images(rec, gallery, name: str, images: list[str], args, rep: Re
                   f"roll {q['roll']:+.1f} deg, yaw {q['yaw']:+.2f}{note}{warn}",
                   file=str(path), faces=len(det), **{k: _r(v, 3) for k, v in q.items()}, warning=problem)
         embs.append(rec.embedder.embed_faces(img, [face])[0])
-        sources.append(Path(path).name)
+        sources.append(_printable_filename(Path(path).name))
     return _store(rec, gallery, name, np.stack(embs), "images: " + ", ".join(sources), rep, args)
 
 
@@ -487,9 +492,8 @@ def _store(rec, gallery, name: str, embs: np.ndarray, source: str, rep: Reporter
         others = {m[0].name for m in best if m[0].is_known and m[0].name != name}
         if others:
             rep.info(f"warning: these frames also match {', '.join(sorted(others))} already in the gallery")
-    if args.replace and name in gallery:
-        gallery.remove(name)
-    gallery.enroll(name, embs, model_id=model_id, source=source[:4000])
+    # One transaction: a failure cannot leave the person with no templates.
+    gallery.enroll(name, embs, model_id=model_id, source=source[:4000], replace=bool(args.replace))
     total = len(gallery.embeddings(name))
     rep.event("enrolled", f"enrolled {name!r}: {len(embs)} template(s) added, {total} in total; gallery "
               f"{gallery.path} ({len(gallery)} people)", name=name, added=len(embs), templates=total,
@@ -755,7 +759,7 @@ def main(argv=None) -> int:
         if not args.enroll and not db.is_file():
             raise edgelite.GalleryError(f"gallery {db} does not exist; enrol someone first: "
                                         f"python {Path(__file__).name} --enroll NAME [--images PHOTO ...] --db {db}")
-        db.parent.mkdir(parents=True, exist_ok=True)
+        # FaceGallery creates a missing folder 0700 and the file 0600 (templates are personal data).
         gallery = FaceGallery(db, threshold=args.threshold)
         opts = FaceRecognizerOptions(precision=args.precision, threshold=args.threshold, video=True,
                                      reembed_every=args.reembed_every, min_face=args.min_face,
