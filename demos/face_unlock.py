@@ -3,8 +3,9 @@
     # enrol from photos, or from the camera (captures 5 good frames of one face)
     python demos/face_unlock.py --enroll "Andrew Morgan" --images data/faces/demo/Andrew_Morgan.jpg
     python demos/face_unlock.py --enroll "Ann"
-    # unlock: exit code 0 when a known face is seen for --consecutive frames,
-    # 1 on timeout / end of video, 2 on error (camera lost, models missing, ...)
+    # unlock: exit code 0 when a known face is freshly matched on --consecutive frames,
+    # 1 on timeout / end of video, 2 on error (camera lost, models missing, ...),
+    # 3 when the unlock happened but the --on-unlock command failed
     python demos/face_unlock.py --headless --timeout 30 --on-unlock "/usr/local/bin/open-door"
     python demos/make_demo_video.py && python demos/face_unlock.py --camera out/demo_video.mp4 --headless
 
@@ -19,9 +20,15 @@ returning empty frames is reopened with exponential backoff; when the retries
 run out the script says so and exits with code 2 (``Restart=on-failure`` in a
 systemd unit then brings it back, see docs/raspberry-pi.md).
 
-Recognition: :class:`edgelite.face.FaceRecognizer` in video mode (an IoU tracker
-re-embeds a face only when its track is new or every ``--reembed-every``
-frames), matched against the SQLite gallery in ``--db``. Faces narrower than
+Recognition: :class:`edgelite.face.FaceRecognizer` in video mode, matched
+against the SQLite gallery in ``--db``. **Only fresh matches count**: a frame
+counts towards the ``--consecutive`` frames of a name only when that frame's own
+embedding matched the name; a name carried over by the tracker
+(``RecognizedFace.reused``) never counts (it neither counts nor resets). By
+default (``--reembed-every 0``) every face is embedded on every frame, so the
+count is of consecutive frames; with ``--reembed-every N`` the tracker reuses
+embeddings (cheaper, for slow devices) and more frames are needed. The tracker's
+identity-change guard re-embeds at once a face whose appearance changed. Faces narrower than
 ``--min-face`` pixels are ignored: an unlock is for the person standing at the
 camera, not for someone across the room.
 
@@ -34,11 +41,19 @@ boxes and names in a window (skipped with a warning when there is no display).
 ``--on-unlock CMD`` runs CMD (split like a shell would, but never through a
 shell) with the person's name in the environment variable ``EDGELITE_UNLOCK_NAME``
 (and the score in ``EDGELITE_UNLOCK_SCORE``). Names are data: they never become
-part of a command line, so a name like ``$(reboot)`` stays a string.
+part of a command line, so a name like ``$(reboot)`` stays a string. CMD is
+parsed and its program looked up at start-up (a bad quote or a missing program
+is an error before the camera opens). It runs in its own process group; after
+``--on-unlock-timeout`` seconds the whole group is killed (SIGTERM, then
+SIGKILL), children included. A failing command (not found, non-zero exit,
+timeout) is reported and the demo exits with code 3.
 
-This is a demo of the pipeline, not a security product: there is no liveness
-check, so a photo of an enrolled person unlocks it (the test video does exactly
-that).
+``--liveness`` adds the passive anti-spoofing model (MiniFASNet, see
+docs/face.md): every counted frame must also be judged "real". It is a
+deterrent against printed photos and screens, not a guarantee.
+
+This is a demo of the pipeline, not a security product: see SECURITY.md for
+what it does and does not protect against.
 
 Uses only edgelite's public API. Photos: public-domain NASA imagery (see
 data/faces/README.md).
@@ -51,6 +66,8 @@ import json
 import math
 import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -59,7 +76,7 @@ from typing import Callable
 
 import numpy as np
 
-EXIT_UNLOCKED, EXIT_NO_UNLOCK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_UNLOCKED, EXIT_NO_UNLOCK, EXIT_ERROR, EXIT_HOOK_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 ENV_NAME, ENV_SCORE = "EDGELITE_UNLOCK_NAME", "EDGELITE_UNLOCK_SCORE"
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mjpeg", ".mjpg", ".m4v", ".h264"}
 
@@ -347,6 +364,11 @@ def _json_default(o):
     return str(o)
 
 
+def _printable_filename(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (surrogate-escaped by Python) become ``\\xff``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _r(x: float, nd: int = 2) -> float:
     return round(float(x), nd)
 
@@ -422,7 +444,7 @@ def enroll_from_images(rec, gallery, name: str, images: list[str], args, rep: Re
                   f"roll {q['roll']:+.1f} deg, yaw {q['yaw']:+.2f}{note}{warn}",
                   file=str(path), faces=len(det), **{k: _r(v, 3) for k, v in q.items()}, warning=problem)
         embs.append(rec.embedder.embed_faces(img, [face])[0])
-        sources.append(Path(path).name)
+        sources.append(_printable_filename(Path(path).name))
     return _store(rec, gallery, name, np.stack(embs), "images: " + ", ".join(sources), rep, args)
 
 
@@ -487,9 +509,8 @@ def _store(rec, gallery, name: str, embs: np.ndarray, source: str, rep: Reporter
         others = {m[0].name for m in best if m[0].is_known and m[0].name != name}
         if others:
             rep.info(f"warning: these frames also match {', '.join(sorted(others))} already in the gallery")
-    if args.replace and name in gallery:
-        gallery.remove(name)
-    gallery.enroll(name, embs, model_id=model_id, source=source[:4000])
+    # One transaction: a failure cannot leave the person with no templates.
+    gallery.enroll(name, embs, model_id=model_id, source=source[:4000], replace=bool(args.replace))
     total = len(gallery.embeddings(name))
     rep.event("enrolled", f"enrolled {name!r}: {len(embs)} template(s) added, {total} in total; gallery "
               f"{gallery.path} ({len(gallery)} people)", name=name, added=len(embs), templates=total,
@@ -549,23 +570,80 @@ class Display:
             cv2.destroyAllWindows()
 
 
-def run_on_unlock(cmd: str, name: str, score: float, rep: Reporter, timeout: float) -> int | None:
-    """Run the --on-unlock command without a shell; the name travels in the environment only."""
-    argv = shlex.split(cmd)
+def parse_on_unlock(cmd: str) -> list[str]:
+    """Split --on-unlock like a shell would (never run through one) and find its program.
+
+    Raises:
+        ValueError: a bad quote, an empty command, or a program that is not found /
+            not executable (the message says which).
+    """
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as e:
+        raise ValueError(f"--on-unlock {cmd!r} cannot be parsed: {e}") from None
+    if not argv:
+        raise ValueError("--on-unlock is empty")
+    prog = argv[0]
+    if os.sep in prog or (os.altsep and os.altsep in prog):
+        if not (os.path.isfile(prog) and os.access(prog, os.X_OK)):
+            raise ValueError(f"--on-unlock program {prog!r} does not exist or is not executable")
+    elif shutil.which(prog) is None:
+        raise ValueError(f"--on-unlock program {prog!r} is not found on PATH")
+    return argv
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 2.0) -> None:
+    """SIGTERM the hook's process group, then SIGKILL what is left after ``grace`` s."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            # the leader is gone; children may still hold the group: kill them too
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_on_unlock(cmd: str | list[str], name: str, score: float, rep: Reporter, timeout: float) -> int | None:
+    """Run the --on-unlock command without a shell; the name travels in the environment only.
+
+    The command gets its own session (process group); on timeout the whole group
+    is killed, so a hook that started children leaves nothing running.
+
+    Returns:
+        The exit code, or ``None`` when it could not run or timed out. Anything
+        but 0 is a failure the caller reports with :data:`EXIT_HOOK_FAILED`.
+    """
+    argv = parse_on_unlock(cmd) if isinstance(cmd, str) else list(cmd)
     env = dict(os.environ, **{ENV_NAME: name, ENV_SCORE: f"{score:.4f}"})
     try:
         # Headless stdout is a JSON-lines stream: the command's own output goes to stderr.
-        r = subprocess.run(argv, env=env, timeout=timeout, check=False,
-                           stdout=sys.stderr if rep.headless else None)
-    except FileNotFoundError:
-        rep.event("on_unlock", f"--on-unlock: command not found: {argv[0]}", returncode=None,
-                  error=f"command not found: {argv[0]}")
+        proc = subprocess.Popen(argv, env=env, stdout=sys.stderr if rep.headless else None,
+                                start_new_session=True)
+    except (FileNotFoundError, PermissionError, OSError) as e:
+        rep.event("on_unlock", f"--on-unlock: cannot run {argv[0]}: {e.strerror or e}", returncode=None,
+                  error=f"cannot run {argv[0]}: {e.strerror or e}")
         return None
+    try:
+        rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        rep.event("on_unlock", f"--on-unlock: killed after {timeout:g} s", returncode=None, error="timeout")
+        _kill_group(proc)
+        rep.event("on_unlock", f"--on-unlock: killed after {timeout:g} s (with its process group)",
+                  returncode=None, error="timeout")
         return None
-    rep.event("on_unlock", f"--on-unlock exited with {r.returncode}", returncode=r.returncode)
-    return r.returncode
+    except BaseException:
+        _kill_group(proc, grace=0.5)
+        raise
+    rep.event("on_unlock", f"--on-unlock exited with {rc}", returncode=rc,
+              **({"error": f"exit code {rc}"} if rc != 0 else {}))
+    return rc
 
 
 def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
@@ -579,6 +657,20 @@ def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
     deadline = start + args.timeout if args.timeout > 0 else math.inf
     cooldown_until = 0.0
     warmed = False
+    hook_failed = False
+    liveness = None
+    if args.liveness:
+        from edgelite.face import FaceLivenessChecker
+        liveness = FaceLivenessChecker.from_zoo(threshold=args.liveness_threshold, num_threads=args.threads)
+
+    def liveness_of(res) -> dict[int, tuple[bool, float]]:
+        """Fresh known faces of this frame -> (is_real, real score)."""
+        idx = [j for j, f in enumerate(res.faces) if f.is_known and not f.reused]
+        if not idx:
+            return {}
+        out = liveness.check(frame, [res.faces[j].face for j in idx])
+        return {j: (r.is_real, r.score) for j, r in zip(idx, out)}
+
     try:
         with cam:
             rep.event("start", f"watching {cam.describe}: {len(gallery)} people enrolled, threshold "
@@ -591,13 +683,13 @@ def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
                 if time.monotonic() > deadline:
                     rep.event("timeout", f"no unlock within {args.timeout:g} s", frames=cam.frames,
                               elapsed_s=_r(time.monotonic() - start))
-                    return EXIT_NO_UNLOCK
+                    return EXIT_HOOK_FAILED if hook_failed else EXIT_NO_UNLOCK
                 t0 = time.perf_counter()
                 got = cam.read()
                 if got is None:
                     rep.event("end_of_stream", f"end of {cam.source} after {cam.frames} frames without unlock",
                               frames=cam.frames, elapsed_s=_r(time.monotonic() - start))
-                    return EXIT_NO_UNLOCK
+                    return EXIT_HOOK_FAILED if hook_failed else EXIT_NO_UNLOCK
                 frame, _ = got
                 t_cap = (time.perf_counter() - t0) * 1e3
                 if not warmed:
@@ -611,13 +703,24 @@ def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
                 fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
                 idx = cam.frames - 1
 
-                # K consecutive frames per name: a name missing from a frame resets its count.
+                # K frames per name, each a *fresh* match of that frame's own embedding
+                # (and judged real with --liveness). A name carried over by the tracker
+                # (reused) neither counts nor resets; a frame where the name is not
+                # freshly matched resets its count.
                 seen: dict[str, float] = {}
-                for f in res.faces:
-                    if f.is_known:
-                        seen[f.name] = max(seen.get(f.name, -1.0), f.score)
+                carried: set[str] = set()
+                live_scores = liveness_of(res) if liveness is not None else {}
+                for j, f in enumerate(res.faces):
+                    if not f.is_known:
+                        continue
+                    if f.reused:
+                        carried.add(f.name)
+                        continue
+                    if liveness is not None and not live_scores.get(j, (False, 0.0))[0]:
+                        continue  # judged a spoof (or unknown): does not count
+                    seen[f.name] = max(seen.get(f.name, -1.0), f.score)
                 for name in list(streaks):
-                    if name not in seen:
+                    if name not in seen and name not in carried:
                         del streaks[name]
                         best.pop(name, None)
                 for name, s in seen.items():
@@ -649,9 +752,11 @@ def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
                               best_score=_r(best[name], 4), frame=idx, consecutive=k,
                               elapsed_s=_r(time.monotonic() - start))
                     if args.on_unlock:
-                        run_on_unlock(args.on_unlock, name, score, rep, args.on_unlock_timeout)
+                        rc = run_on_unlock(args.on_unlock_argv, name, score, rep, args.on_unlock_timeout)
+                        if rc != 0:
+                            hook_failed = True
                     if not args.keep_running:
-                        return EXIT_UNLOCKED
+                        return EXIT_HOOK_FAILED if hook_failed else EXIT_UNLOCKED
                     streaks.clear()
                     best.clear()
                     cooldown_until = time.monotonic() + args.cooldown
@@ -707,9 +812,16 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--consecutive", type=int, default=5, help="frames in a row a known face must be seen (K)")
     u.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (exit 1); 0 = never")
     u.add_argument("--min-face", type=float, default=80.0, help="ignore faces narrower than this (px)")
-    u.add_argument("--reembed-every", type=int, default=3, help="re-embed a tracked face every N frames")
+    u.add_argument("--reembed-every", type=int, default=0,
+                   help="frames in a row a tracked face may reuse its embedding; 0 = embed every frame. Reused "
+                        "frames never count towards an unlock, so N > 0 needs more frames")
     u.add_argument("--on-unlock", metavar="CMD", help=f"command to run on unlock; the name is in ${ENV_NAME}")
     u.add_argument("--on-unlock-timeout", type=float, default=30.0, help="seconds before the command is killed")
+    u.add_argument("--liveness", action="store_true",
+                   help="require the passive anti-spoofing model to judge each counted frame 'real' (a deterrent "
+                        "against photos and screens, not a guarantee; see docs/face.md)")
+    u.add_argument("--liveness-threshold", type=float, default=None,
+                   help="liveness 'real' probability threshold; None = the model's default")
     u.add_argument("--keep-running", action="store_true", help="keep watching after an unlock (service mode)")
     u.add_argument("--cooldown", type=float, default=5.0, help="with --keep-running: seconds between unlocks")
 
@@ -722,9 +834,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(ap, args) -> None:
-    for name in ("consecutive", "log_every", "enroll_frames", "reembed_every"):
+    for name in ("consecutive", "log_every", "enroll_frames"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.reembed_every < 0:
+        ap.error("--reembed-every must be >= 0")
+    if args.on_unlock_timeout <= 0:
+        ap.error("--on-unlock-timeout must be > 0")
+    args.on_unlock_argv = None
+    if args.on_unlock is not None:
+        try:
+            args.on_unlock_argv = parse_on_unlock(args.on_unlock)
+        except ValueError as e:
+            ap.error(str(e))
     if args.retries < 0 or args.retry_delay < 0 or args.max_empty < 1:
         ap.error("--retries and --retry-delay must be >= 0, --max-empty >= 1")
     if args.images and not args.enroll:
@@ -755,7 +877,7 @@ def main(argv=None) -> int:
         if not args.enroll and not db.is_file():
             raise edgelite.GalleryError(f"gallery {db} does not exist; enrol someone first: "
                                         f"python {Path(__file__).name} --enroll NAME [--images PHOTO ...] --db {db}")
-        db.parent.mkdir(parents=True, exist_ok=True)
+        # FaceGallery creates a missing folder 0700 and the file 0600 (templates are personal data).
         gallery = FaceGallery(db, threshold=args.threshold)
         opts = FaceRecognizerOptions(precision=args.precision, threshold=args.threshold, video=True,
                                      reembed_every=args.reembed_every, min_face=args.min_face,

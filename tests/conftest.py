@@ -37,7 +37,8 @@ def zoo_models(onnx_sources) -> Path:
     from edgelite import zoo
     from edgelite_convert.zoo import build_zoo
 
-    missing = [n for n in zoo.ZOO_MODELS for p in zoo.PRECISIONS if not zoo.model_path(n, p).is_file()]
+    missing = [n for n in zoo.ZOO_MODELS for p in zoo.PRECISIONS
+               if not zoo.model_path(n, p).is_file() or not zoo.sha256_sidecar(zoo.model_path(n, p)).is_file()]
     if missing:
         build_zoo(progress=False)
     return zoo.models_dir()

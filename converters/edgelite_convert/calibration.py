@@ -71,13 +71,40 @@ class CalibrationSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike, source: str = "") -> "CalibrationSet":
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return cls({k: z[k] for k in z.files}, source or str(path))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def _load_no_pickle(p: Path):
+    """``np.load`` that never unpickles: an object array is a typed refusal.
+
+    Loading a pickle runs arbitrary code chosen by whoever wrote the file, so a
+    calibration file is read with ``allow_pickle=False`` and numpy's plain
+    ``ValueError`` becomes a :class:`CalibrationDataError`.
+    """
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
+            raise CalibrationDataError(
+                f"{p}: holds pickled Python objects (an object array); refusing to unpickle calibration data. "
+                "Save plain numeric arrays: np.save(path, np.asarray(samples, dtype=np.float32))") from None
+        raise CalibrationDataError(f"{p}: not a readable .npy/.npz file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise CalibrationDataError(f"{p}: not a readable .npy/.npz file ({exc})") from None
+
+
+def _check_not_object(p: Path, z, key: str) -> None:
+    try:
+        z[key]
+    except ValueError as exc:
+        raise CalibrationDataError(
+            f"{p}: array {key!r} holds pickled Python objects; refusing to unpickle calibration data") from None
 
 
 def _iter_source(source, spec: PreprocessSpec | None, skipped: list[str]) -> tuple[Iterator, str]:
@@ -103,11 +130,13 @@ def _iter_source(source, spec: PreprocessSpec | None, skipped: list[str]) -> tup
                     yield spec.apply(img)
             return gen(), f"folder {p} ({len(files)} images)"
         if p.is_file() and p.suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
+            arr = _load_no_pickle(p)
             return iter(arr[:, None] if arr.ndim >= 1 else [arr]), f"{p.name} ({len(arr)} samples)"
         if p.is_file() and p.suffix == ".npz":
-            z = np.load(p, allow_pickle=False)
+            z = _load_no_pickle(p)
             keys = list(z.files)
+            for k in keys:
+                _check_not_object(p, z, k)
             n = len(z[keys[0]])
             if any(len(z[k]) != n for k in keys):
                 raise CalibrationDataError(f"{p}: arrays have different sample counts")

@@ -381,11 +381,12 @@ def validate_against(float_bytes: bytes, quant_bytes: bytes, held: CalibrationSe
 
 def _precheck_onnx(path: Path) -> None:
     """Fail fast, before any subprocess, listing every unsupported ONNX op."""
-    import onnx
+    from .onnx_check import check_onnx_file
 
+    model = check_onnx_file(path)  # typed errors for garbage/too-new/oversized files, before TensorFlow
     from .onnx_import import unsupported_ops
 
-    bad = unsupported_ops(onnx.load(str(path), load_external_data=False))
+    bad = unsupported_ops(model)
     if bad:
         raise ConversionError(f"{path.name}: unsupported ONNX op type(s): {', '.join(bad)}. "
                               "See docs/converters.md for the supported list.")

@@ -24,6 +24,7 @@ Writes are atomic; each model gets a ``.json`` sidecar (build report) and a
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -136,6 +137,8 @@ def pad_tight_crop(img: np.ndarray, factor: float = 0.5) -> np.ndarray:
 def _write(cache, name: str, precision: str, data: bytes, report: dict, golden: dict) -> Path:
     path = rzoo.model_path(name, precision, cache)
     atomic_write_bytes(path, data)
+    # The runtime verifies every zoo model against this before loading it.
+    rzoo.write_sha256_sidecar(path, hashlib.sha256(data).hexdigest())
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(report, indent=2, default=str).encode())
     import io
     buf = io.BytesIO()
@@ -167,7 +170,9 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
             print(msg, flush=True)
 
     def present(name):
-        return all(rzoo.model_path(name, p, cache).is_file() for p in rzoo.PRECISIONS)
+        # A model without its SHA-256 sidecar (built before integrity checks) is rebuilt.
+        return all(rzoo.model_path(name, p, cache).is_file() and rzoo.sha256_sidecar(
+            rzoo.model_path(name, p, cache)).is_file() for p in rzoo.PRECISIONS)
 
     yunet_src = SOURCE_MODELS["yunet"]
     for size in DETECTOR_SIZES:

@@ -58,6 +58,10 @@ class ConversionError(EdgeliteError, RuntimeError):
     """A model conversion failed (unsupported ops, float ops left, converter crash)."""
 
 
+class InvalidSourceError(ConversionError, ValueError):
+    """A source model file (e.g. ONNX) is corrupt, too new, or its external data does not match."""
+
+
 class CalibrationDataError(EdgeliteError, ValueError):
     """Representative/calibration data was refused (too few, wrong shape, constant...)."""
 

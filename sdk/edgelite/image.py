@@ -18,14 +18,21 @@ and with Pillow otherwise. Both paths apply the same rules:
   This is exact for 8-bit data stored as 16-bit (``v * 257 >> 8 == v``) and, unlike
   stretching by the image's maximum, gives the same pixels for the same scene.
 * Float (HDR) images are refused: there is no right tone mapping to guess.
-* Images above ``max_pixels`` (default 100 MP) are refused *before* decoding when
-  the header can be read (PNG/JPEG, or any format with Pillow), to stop
-  decompression bombs from exhausting a Raspberry Pi's memory.
+* Images above ``max_pixels`` (default 100 MP) are refused *before* decoding, to
+  stop decompression bombs from exhausting a Raspberry Pi's memory (a 26 KB
+  group-4 TIFF can declare 32000 x 32000 pixels, a 30-byte WebP 16383 x 16383).
+  The size is read from the header by our own parsers (PNG, JPEG, TIFF/BigTIFF,
+  WebP, BMP, GIF, PNM) or by Pillow's header reader; a file whose size cannot be
+  read that way is refused as not decodable, since its cost is unknown (pass
+  ``max_pixels=None`` to hand it to the decoder anyway).
+* Paths must name regular files (``/dev/zero`` or a FIFO would read forever or
+  block), and at most ``max_bytes`` (default 256 MiB) are read.
 """
 from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any, Union
@@ -37,6 +44,10 @@ from .errors import ImageError, ImageNotFoundError
 
 #: Default cap on decoded image size (pixels). A 100 MP RGB image is 300 MB.
 DEFAULT_MAX_PIXELS: int = 100_000_000
+#: Default cap on the bytes read from an image file. Larger than any sane encoded
+#: photo (a 100 MP uncompressed 8-bit RGB TIFF is 300 MB, but such files are not
+#: what a camera or phone produces); raise it with ``max_bytes=``.
+DEFAULT_MAX_BYTES: int = 256 * 1024 * 1024
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
@@ -156,13 +167,122 @@ def _jpeg_walk(data: bytes) -> tuple[tuple[int, int] | None, int | None]:
     return size, None
 
 
-def _peek_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header without decoding, when we can tell cheaply."""
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of the first IFD of a classic or BigTIFF file."""
+    if len(data) < 16:
+        return None
+    bo = "<" if data[:2] == b"II" else ">"
+    (version,) = struct.unpack(bo + "H", data[2:4])
+    if version == 42:
+        (off,) = struct.unpack(bo + "I", data[4:8])
+        cnt_fmt, cnt_size, entry_size, val_off = "H", 2, 12, 8
+    elif version == 43:
+        (off,) = struct.unpack(bo + "Q", data[8:16])
+        cnt_fmt, cnt_size, entry_size, val_off = "Q", 8, 20, 12
+    else:
+        return None
+    if off + cnt_size > len(data):
+        return None
+    (n,) = struct.unpack(bo + cnt_fmt, data[off : off + cnt_size])
+    w = h = None
+    for k in range(min(int(n), 4096)):
+        e = off + cnt_size + k * entry_size
+        if e + entry_size > len(data):
+            break
+        tag, typ = struct.unpack(bo + "HH", data[e : e + 4])
+        if tag not in (256, 257):
+            continue
+        v = data[e + val_off : e + val_off + 8]
+        if typ == 3:  # SHORT
+            (val,) = struct.unpack(bo + "H", v[:2])
+        elif typ == 4:  # LONG
+            (val,) = struct.unpack(bo + "I", v[:4])
+        elif typ == 16 and len(v) == 8:  # LONG8 (BigTIFF)
+            (val,) = struct.unpack(bo + "Q", v)
+        else:
+            return None
+        if tag == 256:
+            w = val
+        else:
+            h = val
+    return (w, h) if w is not None and h is not None else None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a WebP's first chunk (VP8, VP8L or VP8X canvas)."""
+    if len(data) < 30:
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        w = 1 + int.from_bytes(data[24:27], "little")
+        h = 1 + int.from_bytes(data[27:30], "little")
+        return w, h
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a P1-P6 PNM header (comments allowed)."""
+    tokens: list[bytes] = []
+    pos, n = 2, min(len(data), 4096)
+    while len(tokens) < 2 and pos < n:
+        c = data[pos : pos + 1]
+        if c == b"#":
+            nl = data.find(b"\n", pos)
+            pos = n if nl < 0 else nl + 1
+        elif c.isspace():
+            pos += 1
+        else:
+            end = pos
+            while end < n and data[end : end + 1].isdigit():
+                end += 1
+            if end == pos:
+                return None
+            tokens.append(data[pos:end])
+            pos = end
+    return (int(tokens[0]), int(tokens[1])) if len(tokens) == 2 else None
+
+
+def _peek_size(data: bytes, max_pixels: int | None = None, label: str = "image") -> tuple[int, int] | None:
+    """(width, height) from the header without decoding, or ``None`` when unknown.
+
+    Raises:
+        ImageError: Pillow's own decompression-bomb guard fired while reading the
+            header and a pixel cap is set (the image is far above any sane cap).
+    """
     if data[:8] == _PNG_SIG and data[12:16] == b"IHDR" and len(data) >= 24:
         w, h = struct.unpack(">II", data[16:24])
         return w, h
     if data[:2] == b"\xff\xd8":
-        return _jpeg_walk(data)[0]
+        size = _jpeg_walk(data)[0]
+        if size is not None:
+            return size
+    elif data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        size = _tiff_size(data)
+        if size is not None:
+            return size
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        size = _webp_size(data)
+        if size is not None:
+            return size
+    elif data[:2] == b"BM" and len(data) >= 26:
+        (hdr,) = struct.unpack("<I", data[14:18])
+        if hdr == 12:
+            w, h = struct.unpack("<HH", data[18:22])
+        else:
+            w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    elif data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    elif data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
+        size = _pnm_size(data)
+        if size is not None:
+            return size
     try:
         from PIL import Image  # noqa: PLC0415  (optional)
     except ImportError:
@@ -170,7 +290,17 @@ def _peek_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as im:  # reads the header only
             return im.size
-    except Exception:  # noqa: BLE001 - unknown to Pillow: let the decoder report it
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses > 2x its MAX_IMAGE_PIXELS (~179 MP) in open(): that is
+        # an answer, not an unknown header. Swallowing it let OpenCV decode the
+        # whole bomb first.
+        if max_pixels is not None:
+            raise ImageError(
+                f"{label}: refused before decoding: Pillow's decompression-bomb guard says {exc}; "
+                f"max_pixels={max_pixels:,}"
+            ) from None
+        return None
+    except Exception:  # noqa: BLE001 - unknown to Pillow too
         return None
 
 
@@ -275,10 +405,17 @@ def _check_pixels(w: int, h: int, max_pixels: int | None, label: str) -> None:
         )
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: Path, max_bytes: int | None) -> bytes:
+    """Read a regular file, at most ``max_bytes``; devices, FIFOs and sockets are refused.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a
+    writer; the type is then checked on the open descriptor (no race with a
+    rename between a stat and the open).
+    """
     label = str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        return path.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ImageNotFoundError(f"{label}: no such file") from None
     except IsADirectoryError:
@@ -287,6 +424,37 @@ def _read_file(path: Path) -> bytes:
         raise ImageError(f"{label}: permission denied") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{label}: is a directory, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                    else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "not a regular file")
+            raise ImageError(f"{label}: is {kind}; images are read from regular files only "
+                             "(read the bytes yourself and pass them to load_image if you mean it)")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ImageError(f"{label}: file is {st.st_size:,} bytes, over max_bytes={max_bytes:,}; "
+                             "pass a larger max_bytes if you really mean to read it")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        limit = (max_bytes if max_bytes is not None else st.st_size) + 1
+        chunks, total = [], 0
+        while total < limit:
+            block = os.read(fd, min(1 << 20, limit - total))
+            if not block:
+                break
+            chunks.append(block)
+            total += len(block)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:  # the file grew while we read it
+        raise ImageError(f"{label}: more than max_bytes={max_bytes:,} bytes; pass a larger max_bytes")
+    return data
 
 
 def load_image(
@@ -294,6 +462,7 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     use_cv2: bool | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> np.ndarray:
     """Load an image as HWC ``uint8`` **RGB**.
 
@@ -305,6 +474,8 @@ def load_image(
             ``None`` disables the check. Not applied to arrays (already in memory).
         use_cv2: ``None`` = OpenCV if installed else Pillow; ``True`` = require
             OpenCV; ``False`` = use Pillow.
+        max_bytes: read at most this many bytes from a path (default 256 MiB);
+            ``None`` disables the cap. Paths must name regular files.
 
     Returns:
         ``(H, W, 3)`` ``uint8`` RGB array. See the module docstring for how grey,
@@ -317,24 +488,34 @@ def load_image(
     """
     if isinstance(source, np.ndarray):
         return as_rgb(source)
+    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool)
+                                   or max_pixels <= 0):
+        raise ImageError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+    if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0):
+        raise ImageError(f"max_bytes must be a positive int or None, got {max_bytes!r}")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = f"<{len(data)} bytes>"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = str(path)
-        data = _read_file(path)
+        data = _read_file(path, max_bytes)
     else:
         raise ImageError(
             f"cannot load an image from {type(source).__name__}; pass a path, bytes or a numpy array"
         )
-    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels <= 0):
-        raise ImageError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     if not data:
         raise ImageError(f"{label}: file is empty (0 bytes)")
-    size = _peek_size(data)
+    size = _peek_size(data, max_pixels, label)
     if size is not None:
         _check_pixels(size[0], size[1], max_pixels, label)
+    elif max_pixels is not None:
+        # Decoding a format whose size we cannot read first could cost any amount
+        # of memory: refuse it (max_pixels=None opts out).
+        raise ImageError(
+            f"{label}: not a decodable image: unknown or unsupported format, its size cannot be read "
+            f"before decoding (first bytes {data[:8]!r}); pass max_pixels=None to try the decoder anyway"
+        )
     if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
         raise ImageError(f"{label}: truncated JPEG (no end-of-image marker after the image data)")
     cv2 = resolve_cv2(use_cv2)
@@ -349,6 +530,7 @@ def load_image(
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_BYTES",
     "ImageSource",
     "load_image",
     "as_rgb",

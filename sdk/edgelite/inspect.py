@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._tflite import ModelInfo, QuantParams, TensorInfo, read_model_info
+from .errors import MetadataError
 
 __all__ = [
     "FloatOp", "InspectReport", "SubgraphSummary", "TensorSummary", "XnnpackOp",
@@ -458,12 +459,12 @@ def _edgelite_metadata(info: ModelInfo) -> tuple[dict | None, str | None]:
     raw = info.metadata.get("edgelite")
     if raw is None:
         return None, None
+    from .metadata import loads_bounded
+
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
-    except json.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        obj = loads_bounded(raw, what="JSON")
+    except MetadataError as exc:
+        return None, str(exc).removeprefix("JSON is ")
     if not isinstance(obj, dict):
         return None, f"expected a JSON object, got {type(obj).__name__}"
     return obj, None

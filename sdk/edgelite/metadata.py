@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 
 from .errors import MetadataError
@@ -30,6 +31,48 @@ from .preprocess import PreprocessSpec
 METADATA_NAME = "edgelite"
 FORMAT = "edgelite-metadata"
 FORMAT_VERSION = 1
+
+#: Largest metadata JSON we parse (bytes). Real blocks are 1-10 KB; a model file
+#: is untrusted input and ``json.loads`` holds the whole parsed tree in memory.
+MAX_JSON_BYTES: int = 1 << 20
+#: Deepest nesting of objects/arrays we parse. Real blocks nest 4 levels;
+#: ``json.loads`` recurses per level and dies with ``RecursionError`` (or worse,
+#: a C stack overflow in other parsers) on 50,000 levels.
+MAX_JSON_DEPTH: int = 64
+
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def loads_bounded(raw: bytes, *, what: str = "metadata JSON", max_bytes: int = MAX_JSON_BYTES,
+                  max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for untrusted bytes, with size and nesting depth checked first.
+
+    The depth is measured by a linear scan (strings skipped, brackets counted)
+    before anything is parsed, so the check costs no recursion at all.
+
+    Raises:
+        MetadataError: too large, too deep, not UTF-8 or not JSON.
+    """
+    raw = bytes(raw)
+    if len(raw) > max_bytes:
+        raise MetadataError(f"{what} is {len(raw):,} bytes; the limit is {max_bytes:,}")
+    depth = 0
+    for m in _JSON_TOKENS.finditer(raw):
+        tok = m.group()
+        if tok in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                raise MetadataError(f"{what} nests deeper than {max_depth} levels; refusing to parse it")
+        elif tok in (b"]", b"}"):
+            depth -= 1
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise MetadataError(f"{what} is not UTF-8 ({e.reason} at byte {e.start})") from e
+    except json.JSONDecodeError as e:
+        raise MetadataError(f"{what} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
+    except RecursionError as e:  # belt and braces: the scan above should make this unreachable
+        raise MetadataError(f"{what} nests too deeply to parse") from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +139,7 @@ class EdgeliteMetadata:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "EdgeliteMetadata":
-        try:
-            d = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise MetadataError(f"the 'edgelite' metadata entry is not UTF-8 JSON: {e}") from e
+        d = loads_bounded(data, what="the 'edgelite' metadata entry")
         return cls.from_dict(d)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -28,21 +29,27 @@ def _recognizer(a, gallery=None):
                                                          threshold=getattr(a, "threshold", None)))
 
 
+def _text(s: str) -> str:
+    """A path/message as printable text: undecodable bytes of a file name become ``\\xff``."""
+    return os.fsencode(s).decode("utf-8", "backslashreplace")
+
+
 def cmd_enroll(a) -> int:
-    from .gallery import FaceGallery
+    from .gallery import FaceGallery, validate_name
+    validate_name(a.name)  # before any work: a name that is not UTF-8 is an InputError, not a traceback
     rec = _recognizer(a)
     embs, used, skipped = [], [], []
     for p in a.images:
         try:
             e, _ = _largest_face_embedding(rec, p)
         except EdgeliteError as err:
-            skipped.append({"image": p, "reason": str(err)})
+            skipped.append({"image": _text(p), "reason": _text(str(err))})
             continue
         if e is None:
-            skipped.append({"image": p, "reason": "no face detected"})
+            skipped.append({"image": _text(p), "reason": "no face detected"})
             continue
         embs.append(e)
-        used.append(p)
+        used.append(_text(p))
     if not embs:
         raise InputError(f"no face found in any of the {len(a.images)} image(s); nothing enrolled for {a.name!r}")
     with FaceGallery(a.db) as g:

@@ -32,6 +32,17 @@ Design choices:
   and without glasses, different light) can only help recall. The alternative,
   the cosine to the mean of the templates, is smoother against one bad
   enrolment photo but penalises people enrolled under varied conditions.
+* **Private by default.** Face templates are personal data. The database file is
+  created ``0600`` (owner read/write only) and a missing parent folder ``0700``,
+  whatever the process umask; SQLite gives its ``-wal``/``-shm`` companions the
+  mode of the database file, and temporary tables and indices are kept in memory
+  (``PRAGMA temp_store = MEMORY``), so no other file is written. Opening an
+  existing gallery that is group- or world-readable emits one
+  :class:`GalleryPermissionWarning` per path naming the fix (``chmod 600``); it is
+  not refused, because the file may be shared on purpose.
+* **Foreign files stay untouched.** An SQLite file that is not a gallery is
+  recognised by a read-only look at its schema *before* anything is written (the
+  switch to WAL journaling is a write), and refused.
 * **Threads.** One connection per ``FaceGallery``, opened with
   ``check_same_thread=False`` and every use serialised by an internal lock:
   Python's default would make a gallery opened on one thread unusable on another
@@ -44,8 +55,10 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import stat
 import threading
 import unicodedata
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -104,9 +117,86 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+#: Unicode categories refused in names: Cc = C0/C1 controls (newline, NUL, ESC...);
+#: Cf = format characters (bidi overrides such as U+202E, zero-width space/joiners,
+#: soft hyphen: they make a name render as something else); Cs = lone surrogates
+#: (what Python makes of bytes that are not UTF-8, e.g. a name from ``argv``);
+#: Co/Cn = private-use and unassigned code points (render unpredictably);
+#: Zl/Zp = line/paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+#: Mode bits of a gallery file and of a folder created for it.
+FILE_MODE: int = 0o600
+DIR_MODE: int = 0o700
+
+
+class GalleryPermissionWarning(UserWarning):
+    """An existing gallery file can be read by other users of the machine."""
+
+
+_warned_paths: set[str] = set()
+
+
 def _has_control(text: str) -> bool:
-    # Cc = C0/C1 controls (newline, NUL, ESC...); Zl/Zp = line/paragraph separators.
-    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+    return any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in text)
+
+
+def _describe_refused(text: str) -> str:
+    bad = sorted({f"U+{ord(ch):04X} ({unicodedata.category(ch)})" for ch in text
+                  if unicodedata.category(ch) in _REFUSED_CATEGORIES})
+    return ", ".join(bad[:5])
+
+
+def _ensure_private_dir(folder: Path) -> None:
+    """Create ``folder`` (and missing parents) ``0700`` regardless of the umask."""
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask; chmod is not
+
+
+def _create_private_file(path: Path) -> bool:
+    """Create an empty ``0600`` file if none exists; True when we created it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask may have removed bits we want; never adds any
+    finally:
+        os.close(fd)
+    return True
+
+
+def _warn_if_exposed(path: Path) -> None:
+    key = str(path.resolve())
+    if key in _warned_paths:
+        return
+    exposed = []
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = p.stat().st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            exposed.append(f"{p.name} ({stat.filemode(mode)})")
+    if exposed:
+        _warned_paths.add(key)
+        warnings.warn(
+            f"face gallery {str(path)!r} holds biometric templates but is readable or writable by other "
+            f"users: {', '.join(exposed)}. Fix: chmod 600 {str(path)!r}* (and chmod 700 its folder)",
+            GalleryPermissionWarning,
+            stacklevel=4,
+        )
 
 
 def validate_name(name: Any) -> str:
@@ -127,7 +217,10 @@ def validate_name(name: Any) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise InputError(f"person name is {len(name)} characters; the limit is {MAX_NAME_LENGTH}")
     if _has_control(name):
-        raise InputError(f"person name contains control characters: {name!r}")
+        raise InputError(
+            f"person name contains control, format (bidi override, zero-width), surrogate (not UTF-8) "
+            f"or unassigned characters: {name!r} [{_describe_refused(name)}]; names must render as what they are"
+        )
     if name != name.strip():
         raise InputError(f"person name has leading/trailing whitespace: {name!r}; strip it first")
     return name
@@ -169,11 +262,19 @@ def _prepare_embeddings(embeddings: Any, what: str = "embeddings") -> np.ndarray
     if not np.all(np.isfinite(x)):
         bad = np.flatnonzero(~np.all(np.isfinite(x), axis=1)).tolist()
         raise InputError(f"{what} rows {bad} contain NaN or infinity")
-    norms = np.linalg.norm(x, axis=1)
+    # Scale by the largest magnitude first: the squared norm of a row like
+    # [1e308, 1e308] overflows to inf, and x / inf would store a zero row.
+    scale = np.max(np.abs(x), axis=1)
+    safe = np.where(scale > 0, scale, 1.0)
+    y = x / safe[:, None]
+    norms = np.linalg.norm(y, axis=1) * np.minimum(scale, 1.0)  # >= 1 when scale >= 1: no overflow
     if np.any(norms < _MIN_NORM):
         bad = np.flatnonzero(norms < _MIN_NORM).tolist()
         raise InputError(f"{what} rows {bad} have (near) zero norm; they cannot be compared by cosine")
-    return (x / norms[:, None]).astype(np.float32)
+    out = (y / np.linalg.norm(y, axis=1)[:, None]).astype(np.float32)
+    if not np.all(np.isfinite(out)):  # cannot happen after the checks above; never store one
+        raise InputError(f"{what} could not be normalised to finite unit vectors")
+    return out
 
 
 @dataclass
@@ -207,8 +308,9 @@ class FaceGallery:
             :class:`~edgelite.errors.ModelMismatchError`.
         threshold: default acceptance threshold (cosine), default
             :data:`DEFAULT_THRESHOLD`. Per-call ``threshold=`` overrides it.
-        create: create the file if it does not exist; with ``False`` a missing
-            file raises :class:`~edgelite.errors.GalleryError`.
+        create: create the file (``0600``, folders ``0700``) if it does not
+            exist; with ``False`` a missing or empty (0-byte) file raises
+            :class:`~edgelite.errors.GalleryError`.
         busy_timeout: seconds to wait for another process's write lock.
 
     Raises:
@@ -228,6 +330,7 @@ class FaceGallery:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._cache: _Matrix | None = None
+        self._check_perms = False
         self._threshold = DEFAULT_THRESHOLD if threshold is None else _validate_threshold(threshold)
         if model_id is not None:
             model_id = _validate_model_id(model_id)
@@ -235,14 +338,10 @@ class FaceGallery:
         self._path = path if memory else os.fspath(path)
         if not isinstance(self._path, str):
             raise InputError(f"path must be a str or os.PathLike naming a file, got {path!r}")
-        if not memory:
-            p = Path(self._path)
-            if p.is_dir():
-                raise GalleryError(f"gallery path {self._path!r} is a directory; give a file name")
-            if not create and not p.exists():
-                raise GalleryError(f"gallery {self._path!r} does not exist (create=False)")
         if not (isinstance(busy_timeout, (int, float)) and busy_timeout >= 0):
             raise InputError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        if not memory:
+            self._prepare_file(Path(self._path), create)
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, identically on
             # every Python version (3.12 changed the module's implicit transactions).
@@ -250,6 +349,12 @@ class FaceGallery:
                 self._path, timeout=float(busy_timeout), isolation_level=None, check_same_thread=False
             )
             self._conn.execute("PRAGMA foreign_keys = ON")
+            # Sorts, temp tables and VACUUM's copy stay in RAM: no stray temp file
+            # holding templates with default permissions.
+            self._conn.execute("PRAGMA temp_store = MEMORY")
+            # Look before writing anything: switching to WAL is already a write, and
+            # a foreign SQLite file must be left exactly as it was.
+            self._check_ours()
             if not memory:
                 mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
@@ -258,13 +363,62 @@ class FaceGallery:
                         "is it on a network or read-only filesystem?"
                     )
             self._conn.execute("PRAGMA synchronous = FULL")
+            # Deleted rows are overwritten with zeros instead of lingering in free
+            # pages: a removed person's template is not recoverable from the file.
+            self._conn.execute("PRAGMA secure_delete = ON")
             self._init_schema(model_id)
+            if self._check_perms:
+                _warn_if_exposed(Path(self._path))
         except sqlite3.DatabaseError as exc:
             self._abort_open()
             raise GalleryError(f"cannot open gallery {self._path!r}: {exc}") from exc
         except BaseException:
             self._abort_open()
             raise
+
+    def _prepare_file(self, p: Path, create: bool) -> None:
+        """Refuse what cannot be a gallery; create a new one private (0600 in a 0700 folder)."""
+        if p.is_dir():
+            raise GalleryError(f"gallery path {self._path!r} is a directory; give a file name")
+        if p.exists():
+            if not p.is_file():
+                raise GalleryError(f"gallery path {self._path!r} is not a regular file")
+            if not create and p.stat().st_size == 0:
+                # SQLite treats an empty file as an empty database: with create=False
+                # that would silently turn a truncated gallery into "nobody enrolled".
+                raise GalleryError(
+                    f"gallery {self._path!r} is an empty (0-byte) file, not a gallery (create=False); "
+                    "it may have been truncated: restore it from a backup, or delete it and enrol again"
+                )
+            self._check_perms = True
+            return
+        if not create:
+            raise GalleryError(f"gallery {self._path!r} does not exist (create=False)")
+        try:
+            _ensure_private_dir(p.parent)
+            _create_private_file(p)
+        except OSError as exc:
+            raise GalleryError(f"cannot create gallery {self._path!r}: {exc.strerror or exc}") from exc
+
+    def _check_ours(self) -> None:
+        """Raise unless the open database is empty or an edgelite gallery (read-only look)."""
+        conn = self._conn
+        assert conn is not None
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return
+        if "meta" not in tables:
+            raise GalleryError(
+                f"{self._path!r} is an SQLite database but not an edgelite face gallery "
+                f"(it has tables {sorted(tables)}); refusing to modify it"
+            )
+        try:
+            fmt = self._meta(conn, "format")
+        except sqlite3.DatabaseError:
+            fmt = None
+        if fmt != FORMAT_TAG:
+            raise GalleryError(f"{self._path!r} is not an edgelite face gallery (meta.format {fmt!r}); "
+                               "refusing to modify it")
 
     def _abort_open(self) -> None:
         if self._conn is not None:
@@ -318,6 +472,22 @@ class FaceGallery:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def _meta_int(self, conn: sqlite3.Connection, key: str) -> int | None:
+        """A positive integer meta value; a forged or corrupt one is a :class:`GalleryError`."""
+        v = self._meta(conn, key)
+        if v is None:
+            return None
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            n = -1
+        if n < 1 or n > 1_000_000:
+            raise GalleryError(
+                f"gallery {self._path!r}: meta {key!r} is {v!r}, not a plausible positive integer; "
+                "the file is corrupt or was edited by hand (run integrity_check(), or restore a backup)"
+            )
+        return n
+
     @staticmethod
     def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
         conn.execute(
@@ -345,7 +515,8 @@ class FaceGallery:
             fmt = self._meta(conn, "format")
             if fmt != FORMAT_TAG:
                 raise GalleryError(f"{self._path!r} is not an edgelite face gallery (format {fmt!r})")
-            version = int(self._meta(conn, "schema_version") or 0)
+            version = self._meta_int(conn, "schema_version") or 0
+            self._meta_int(conn, "dim")
             if version > SCHEMA_VERSION:
                 raise GalleryError(
                     f"gallery {self._path!r} has schema version {version}, newer than this edgelite "
@@ -368,8 +539,8 @@ class FaceGallery:
                 f"{what}: gallery {self._path!r} holds embeddings of model {bound!r}, "
                 f"got embeddings of model {model_id!r}"
             )
-        bound_dim = self._meta(conn, "dim")
-        if dim is not None and bound_dim is not None and int(bound_dim) != dim:
+        bound_dim = self._meta_int(conn, "dim")
+        if dim is not None and bound_dim is not None and bound_dim != dim:
             raise ModelMismatchError(
                 f"{what}: gallery {self._path!r} holds {bound_dim}-d embeddings (model {bound!r}), "
                 f"got {dim}-d embeddings; they cannot come from the same model"
@@ -418,8 +589,7 @@ class FaceGallery:
     def dim(self) -> int | None:
         """Embedding dimension, or ``None`` before the first enrolment."""
         with self._read("dim") as conn:
-            v = self._meta(conn, "dim")
-            return None if v is None else int(v)
+            return self._meta_int(conn, "dim")
 
     @property
     def threshold(self) -> float:
@@ -436,12 +606,21 @@ class FaceGallery:
     # ------------------------------------------------------------------ writes
 
     def enroll(
-        self, name: str, embeddings: Any, *, model_id: str, source: str | None = None
+        self,
+        name: str,
+        embeddings: Any,
+        *,
+        model_id: str,
+        source: str | None = None,
+        replace: bool = False,
     ) -> list[int]:
         """Add one or more templates for ``name`` (creating the person if new).
 
         All templates are written in one transaction: after a crash either all of
         them are present or none. Once this returns they are durable (fsynced).
+        With ``replace=True`` the person's old templates are deleted in that same
+        transaction, so a failure (crash, power cut, bad input) leaves the old
+        templates in place instead of nobody.
 
         Args:
             name: person name (see :func:`validate_name`); stored verbatim.
@@ -450,7 +629,10 @@ class FaceGallery:
                 zero or non-finite vectors are refused.
             model_id: id of the embedder that produced them; must match the
                 gallery's (the first enrolment binds an unbound gallery).
-            source: optional free-text provenance (file name, camera id...).
+            source: optional free-text provenance (file name, camera id...); must
+                be valid Unicode text (decode byte file names with
+                ``errors="backslashreplace"`` first).
+            replace: delete ``name``'s existing templates first, atomically.
 
         Returns:
             Template ids, one per embedding.
@@ -463,6 +645,11 @@ class FaceGallery:
         model_id = _validate_model_id(model_id)
         if source is not None and (not isinstance(source, str) or len(source) > _MAX_SOURCE_LENGTH):
             raise InputError(f"source must be None or a str of <= {_MAX_SOURCE_LENGTH} characters, got {source!r}")
+        if source is not None and any(0xD800 <= ord(ch) <= 0xDFFF for ch in source):
+            raise InputError(
+                f"source {source!r} contains lone surrogates (a file name that is not UTF-8?); decode it with "
+                "os.fsencode(s).decode('utf-8', 'backslashreplace') first"
+            )
         emb = _prepare_embeddings(embeddings)
         dim = int(emb.shape[1])
         now = _now()
@@ -477,6 +664,8 @@ class FaceGallery:
                 person_id = conn.execute("INSERT INTO people(name, created) VALUES (?, ?)", (name, now)).lastrowid
             else:
                 person_id = row[0]
+                if replace:
+                    conn.execute("DELETE FROM templates WHERE person_id = ?", (person_id,))
             ids = []
             for vec in emb:
                 cur = conn.execute(
@@ -504,6 +693,30 @@ class FaceGallery:
             (count,) = conn.execute("SELECT COUNT(*) FROM templates WHERE person_id = ?", (row[0],)).fetchone()
             conn.execute("DELETE FROM people WHERE id = ?", (row[0],))  # templates go by ON DELETE CASCADE
         return int(count)
+
+    def purge(self) -> None:
+        """Make deletions final on disk: checkpoint the WAL, ``VACUUM``, truncate the WAL.
+
+        :meth:`remove` deletes a person's rows (zeroed by ``secure_delete``), but
+        earlier versions of those pages can still sit in the ``-wal`` file until a
+        checkpoint. Call this after removing someone to leave no copy of their
+        templates in the gallery's files (backups and filesystem snapshots are
+        yours to handle). Costs a rewrite of the whole file; other connections
+        must not be in a transaction (else :class:`GalleryError`).
+        """
+        with self._lock:
+            conn = self._check_open()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("VACUUM")
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise GalleryError(f"purge failed on gallery {self._path!r}: {exc}") from exc
+            finally:
+                self._cache = None
+            if busy:
+                raise GalleryError(f"purge: gallery {self._path!r} is in use by another connection; "
+                                   "close it and call purge() again")
 
     def rename(self, old: str, new: str) -> None:
         """Rename a person, keeping their templates.
@@ -560,14 +773,22 @@ class FaceGallery:
         with self._read("contains") as conn:
             return conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
 
-    def _decode_blob(self, template_id: int, dim: int, blob: bytes) -> np.ndarray:
-        if not isinstance(blob, bytes) or len(blob) != 4 * int(dim):
+    def _decode_blob(self, template_id: int, dim: Any, blob: bytes) -> np.ndarray:
+        if not isinstance(dim, int) or not isinstance(blob, bytes) or len(blob) != 4 * dim:
             raise GalleryError(
                 f"gallery {self._path!r}: template {template_id} is corrupt "
                 f"({len(blob) if isinstance(blob, bytes) else type(blob).__name__} bytes for dim {dim}); "
                 "run integrity_check()"
             )
-        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        if not np.all(np.isfinite(vec)):
+            # A NaN row would make every score against it NaN, and NaN compares
+            # False both ways: refuse rather than answer with garbage.
+            raise GalleryError(
+                f"gallery {self._path!r}: template {template_id} contains NaN or infinity; the file is "
+                "corrupt or was edited by hand: run integrity_check() and re-enrol that person"
+            )
+        return vec
 
     def _matrix(self) -> _Matrix:
         """The template cache, rebuilt if we or another connection changed the data."""
@@ -580,8 +801,7 @@ class FaceGallery:
             "JOIN people p ON p.id = t.person_id ORDER BY t.person_id, t.id"
         ).fetchall()
         model_id = self._meta(conn, "model_id")
-        dim_s = self._meta(conn, "dim")
-        dim = None if dim_s is None else int(dim_s)
+        dim = self._meta_int(conn, "dim")
         if rows:
             emb = np.stack([self._decode_blob(tid, d, blob) for tid, _, _, d, blob in rows])
             pids = np.array([r[1] for r in rows], dtype=np.int64)
@@ -696,7 +916,11 @@ class FaceGallery:
                 problems.append(f"meta.format is {self._meta(conn, 'format')!r}, expected {FORMAT_TAG!r}")
             model_id = self._meta(conn, "model_id")
             dim_s = self._meta(conn, "dim")
-            dim = None if dim_s is None else int(dim_s)
+            try:
+                dim = None if dim_s is None else int(dim_s)
+            except ValueError:
+                problems.append(f"meta.dim is {dim_s!r}, not an integer")
+                dim = None
             for tid, mid, tdim, blob in conn.execute("SELECT id, model_id, dim, embedding FROM templates"):
                 if not isinstance(blob, bytes) or len(blob) != 4 * int(tdim):
                     n = len(blob) if isinstance(blob, (bytes, str)) else type(blob).__name__
@@ -724,6 +948,9 @@ __all__ = [
     "FORMAT_TAG",
     "MAX_NAME_LENGTH",
     "DEFAULT_THRESHOLD",
+    "FILE_MODE",
+    "DIR_MODE",
     "FaceGallery",
+    "GalleryPermissionWarning",
     "validate_name",
 ]

@@ -1,8 +1,12 @@
 """Layer 2: :class:`FaceRecognizer` — every face in a frame: detect → align → embed → match.
 
-Video mode keeps a small IoU tracker: a face is re-embedded only when its track
-is new or every ``reembed_every`` frames, so a steady face costs one detector run
-per frame instead of detector + embedder. Per-stage timings (ms) are in every
+Video mode keeps a small IoU tracker (:class:`~edgelite.face.tracker.FaceTracker`):
+a face is re-embedded when its track is new, after ``reembed_every`` reused frames,
+or at once when its aligned crop no longer looks like the one last embedded (the
+identity-change guard, ``min_appearance``), so a steady face costs one detector
+run per frame instead of detector + embedder, and a different face stepping into
+a tracked box does not keep the old name. A reused name is marked
+``RecognizedFace.reused``: never count it as evidence of identity. Per-stage timings (ms) are in every
 result: ``detect`` (incl. letterbox/quantize and decode), ``align``, ``embed``,
 ``match``, ``total``.
 """
@@ -21,7 +25,7 @@ from ..task import Task
 from .align import align_faces
 from .detector import FaceDetector, FaceDetectorOptions
 from .embedder import FaceEmbedder, FaceEmbedderOptions
-from .geometry import iou
+from .tracker import FaceTracker, appearance_signature
 from .types import Face
 
 
@@ -33,9 +37,14 @@ class FaceRecognizerOptions:
         precision: ``int8`` or ``float32`` for both zoo models.
         threshold: cosine threshold for a match (``None``: the gallery's).
         video: track faces across frames and re-embed only new tracks / every N frames.
-        reembed_every: frames between re-embeddings of a tracked face.
+        reembed_every: at most this many frames in a row reuse a tracked face's
+            embedding; 0 embeds every face on every frame (ids still tracked).
         track_iou: IoU that links a detection to a track.
         max_track_age: frames a lost track is kept.
+        min_appearance: identity-change guard: re-embed a tracked face at once when
+            the cosine of its appearance signature (16x16 grey of the aligned crop)
+            to the one at its last embedding falls below this; ``None`` disables
+            it. See :mod:`edgelite.face.tracker` for the measured trade-off.
         min_face: ignore faces narrower than this many pixels (0: keep all).
         num_threads: interpreter threads for both models.
     """
@@ -46,6 +55,7 @@ class FaceRecognizerOptions:
     reembed_every: int = 10
     track_iou: float = 0.3
     max_track_age: int = 5
+    min_appearance: float | None = 0.9
     min_face: float = 0.0
     num_threads: int | None = None
     cache_dir: str | None = None
@@ -55,12 +65,14 @@ class FaceRecognizerOptions:
     def __post_init__(self):
         if self.threshold is not None and not -1.0 <= float(self.threshold) <= 1.0:
             raise InputError(f"threshold must be a cosine in [-1, 1], got {self.threshold!r}")
-        if not isinstance(self.reembed_every, int) or self.reembed_every < 1:
-            raise InputError(f"reembed_every must be a positive int, got {self.reembed_every!r}")
+        if not isinstance(self.reembed_every, int) or isinstance(self.reembed_every, bool) or self.reembed_every < 0:
+            raise InputError(f"reembed_every must be an int >= 0 (0: embed every frame), got {self.reembed_every!r}")
         if not 0.0 < self.track_iou <= 1.0:
             raise InputError(f"track_iou must be in (0, 1], got {self.track_iou!r}")
         if not isinstance(self.max_track_age, int) or self.max_track_age < 0:
             raise InputError(f"max_track_age must be an int >= 0, got {self.max_track_age!r}")
+        if self.min_appearance is not None and not -1.0 <= float(self.min_appearance) <= 1.0:
+            raise InputError(f"min_appearance must be a cosine in [-1, 1] or None, got {self.min_appearance!r}")
         if self.min_face < 0:
             raise InputError(f"min_face must be >= 0, got {self.min_face!r}")
 
@@ -106,17 +118,6 @@ class RecognitionResult:
                 "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
-@dataclasses.dataclass
-class _Track:
-    id: int
-    box: np.ndarray
-    embedding: np.ndarray
-    name: str | None
-    score: float
-    since_embed: int = 0
-    missed: int = 0
-
-
 class FaceRecognizer(Task):
     """Detect, align, embed and match every face of a frame against a :class:`FaceGallery`.
 
@@ -141,11 +142,11 @@ class FaceRecognizer(Task):
             from .gallery import FaceGallery
             gallery = FaceGallery(gallery)
         self.gallery = gallery
-        self._tracks: list[_Track] = []
-        self._next_id = 1
+        self.tracker = FaceTracker(iou_threshold=o.track_iou, max_age=o.max_track_age,
+                                   reembed_every=o.reembed_every, min_appearance=o.min_appearance)
 
     def reset_tracks(self) -> None:
-        self._tracks.clear()
+        self.tracker.reset()
 
     def _match(self, emb: np.ndarray) -> list[tuple[str | None, float]]:
         if self.gallery is None or len(emb) == 0 or len(self.gallery) == 0:
@@ -168,14 +169,26 @@ class FaceRecognizer(Task):
         det = self.detector._detect_rgb(img)
         faces = [f for f in det.faces if f.width >= self.options.min_face]
         t1 = time.perf_counter()
-        todo = list(range(len(faces)))
-        track_of: dict[int, _Track] = {}
-        if self.options.video:
-            track_of = self._associate(faces)
-            todo = [i for i in range(len(faces)) if i not in track_of
-                    or track_of[i].since_embed >= self.options.reembed_every]
-        lms = np.stack([faces[i].landmarks for i in todo]) if todo else np.zeros((0, 5, 2), np.float32)
-        crops = align_faces(img, lms) if todo else np.zeros((0, 112, 112, 3), np.uint8)
+        video = self.options.video
+        track_of = self.tracker.associate([f.box for f in faces]) if video and faces else {}
+        guard = video and self.options.min_appearance is not None
+        if guard and faces:
+            # Align every face (a warpAffine each, cheap) so the identity guard can
+            # compare appearances; only the faces that need it are embedded.
+            all_crops = align_faces(img, np.stack([f.landmarks for f in faces]))
+            sigs = [appearance_signature(c) for c in all_crops]
+        else:
+            all_crops, sigs = None, [None] * len(faces)
+        if video:
+            todo = [i for i in range(len(faces)) if self.tracker.needs_embedding(track_of.get(i), sigs[i])]
+        else:
+            todo = list(range(len(faces)))
+        if not todo:
+            crops = np.zeros((0, 112, 112, 3), np.uint8)
+        elif all_crops is not None:
+            crops = all_crops[todo]
+        else:
+            crops = align_faces(img, np.stack([faces[i].landmarks for i in todo]))
         t2 = time.perf_counter()
         emb = self.embedder.embed(crops) if todo else np.zeros((0, 128), np.float32)
         t3 = time.perf_counter()
@@ -183,6 +196,7 @@ class FaceRecognizer(Task):
         t4 = time.perf_counter()
         new = {i: (emb[k], *matches[k]) for k, i in enumerate(todo)}
         out = []
+        seen_ids = set()
         for i, f in enumerate(faces):
             if i in new:
                 e, name, score = new[i]
@@ -191,64 +205,20 @@ class FaceRecognizer(Task):
                 tr = track_of[i]
                 e, name, score, reused = tr.embedding, tr.name, tr.score, True
             tid = None
-            if self.options.video:
-                tid = self._update_track(track_of.get(i), f, e, name, score, refreshed=not reused)
+            if video:
+                tr = self.tracker.update(track_of.get(i), f.box, e, name, score, refreshed=not reused,
+                                         signature=sigs[i])
+                tid = tr.id
+                seen_ids.add(tid)
             out.append(RecognizedFace(f, e, name, score, tid, reused))
-        if self.options.video:
-            self._age_tracks({id(t) for t in track_of.values()})
+        if video:
+            self.tracker.age(seen_ids)
         t5 = time.perf_counter()
         timings = {"detect": (t1 - t0) * 1e3, "align": (t2 - t1) * 1e3, "embed": (t3 - t2) * 1e3,
                    "match": (t4 - t3) * 1e3, "total": (t5 - t0) * 1e3}
         return RecognitionResult(tuple(out), tuple(img.shape[:2]), timings)
 
     __call__ = recognize
-
-    # -- tracking -----------------------------------------------------------------
-    def _associate(self, faces: list[Face]) -> dict[int, _Track]:
-        if not self._tracks or not faces:
-            return {}
-        boxes = np.stack([f.box for f in faces])
-        tboxes = np.stack([t.box for t in self._tracks])
-        m = iou(boxes, tboxes)
-        pairs = {}
-        used_t = set()
-        # greedy by IoU, highest first
-        for flat in np.argsort(-m, axis=None):
-            i, j = np.unravel_index(flat, m.shape)
-            if m[i, j] < self.options.track_iou:
-                break
-            if i in pairs or j in used_t:
-                continue
-            pairs[int(i)] = self._tracks[int(j)]
-            used_t.add(int(j))
-        return pairs
-
-    def _update_track(self, tr, face, emb, name, score, refreshed) -> int:
-        if tr is None:
-            tr = _Track(self._next_id, face.box.copy(), emb, name, score)
-            self._next_id += 1
-            self._tracks.append(tr)
-        else:
-            tr.box = face.box.copy()
-            tr.missed = 0
-            if refreshed:
-                tr.embedding, tr.name, tr.score, tr.since_embed = emb, name, score, 0
-            else:
-                tr.since_embed += 1
-        tr._seen = True  # type: ignore[attr-defined]
-        return tr.id
-
-    def _age_tracks(self, matched_ids) -> None:
-        keep = []
-        for t in self._tracks:
-            if getattr(t, "_seen", False):
-                t._seen = False  # type: ignore[attr-defined]
-                keep.append(t)
-            else:
-                t.missed += 1
-                if t.missed <= self.options.max_track_age:
-                    keep.append(t)
-        self._tracks = keep
 
     def embed_face(self, image: np.ndarray, *, select: str = "largest") -> tuple[Face, np.ndarray] | None:
         """The one face a task needs (enrol, verify, unlock) and its embedding, or ``None``.
