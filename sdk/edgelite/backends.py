@@ -128,10 +128,18 @@ def backend_status(name: str, *, refresh: bool = False) -> BackendStatus:
         return _status_cache[name]
 
 
-def available_backends(*, include_tensorflow: bool = True) -> list[BackendStatus]:
-    """Status of every backend in chain order. Probing ``tensorflow`` imports it (slow)."""
-    names = BACKENDS if include_tensorflow else BACKENDS[:-1]
-    return [backend_status(n) for n in names]
+def available_backends(*, include_tensorflow: bool | None = None) -> list[BackendStatus]:
+    """Status of the backends in chain order.
+
+    Probing ``tensorflow`` imports it (seconds, and hundreds of MB), so it is
+    probed only when asked for (``include_tensorflow=True``) or, by default, when
+    no lighter backend works (then it is the only candidate and worth the cost).
+    ``False`` never probes it.
+    """
+    out = [backend_status(n) for n in BACKENDS[:-1]]
+    if include_tensorflow or (include_tensorflow is None and not any(s.ok for s in out)):
+        out.append(backend_status("tensorflow"))
+    return out
 
 
 def select_backend(name: str | None = None):

@@ -17,16 +17,6 @@ def _dump(obj) -> None:
     sys.stdout.write("\n")
 
 
-def _need_convert():
-    # find_spec, not import: importing TensorFlow here would cost seconds for nothing
-    import importlib.util
-
-    missing = [m for m in ("edgelite_convert", "tensorflow", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EdgeliteError(f"this command needs the converter (missing: {', '.join(missing)}): "
-                            "pip install 'edgelite[convert]'")
-
-
 def cmd_inspect(a) -> int:
     from .inspect import inspect_model
 
@@ -64,11 +54,16 @@ def cmd_doctor(a) -> int:
     return 0
 
 
-def cmd_convert(a) -> int:
-    _need_convert()
-    from edgelite_convert.cli import run_convert
+def run_convert_command(argv: list[str]) -> int:
+    """``edgelite convert ...``: the converter parses its own arguments (found through
+    its entry point, so building this CLI imports nothing from it)."""
+    from .plugins import converter_hook
 
-    return run_convert(a)
+    conv = converter_hook("cli")
+    p = argparse.ArgumentParser(prog="edgelite convert", description="convert Keras/SavedModel/ONNX to "
+                                "full-integer int8 TFLite", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    conv.add_convert_arguments(p)
+    return int(conv.run_convert(p.parse_args(argv)) or 0)
 
 
 def cmd_models(a) -> int:
@@ -85,9 +80,9 @@ def cmd_models(a) -> int:
                 print(f"{e.name:6s} {e.precision:8s} {e.size / 1e6:7.2f} MB  {e.sha256[:16]}  {e.path}")
         return 0
     if a.models_cmd == "build":
-        _need_convert()
-        from edgelite_convert.zoo import build_zoo
+        from .plugins import converter_hook
 
+        build_zoo = converter_hook("build_zoo")
         report = build_zoo(cache=a.cache_dir, source_dir=a.source_dir, force=a.force,
                            progress=not a.json)
         if a.json:
@@ -136,15 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tensorflow", action="store_true", help="also probe the tensorflow backend (slow import)")
     s.set_defaults(fn=cmd_doctor)
 
-    s = sub.add_parser("convert", help="convert Keras/SavedModel/ONNX to full-integer int8 TFLite "
-                       "(needs the convert extra)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    try:
-        from edgelite_convert.cli import add_convert_arguments
-    except ImportError:
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-    else:
-        add_convert_arguments(s)
-    s.set_defaults(fn=cmd_convert)
+    # Listed for --help only: main() hands `convert ...` to the converter's own parser.
+    sub.add_parser("convert", add_help=False, help="convert Keras/SavedModel/ONNX to full-integer int8 TFLite "
+                   "(needs the convert extra; `edgelite convert --help` for its options)")
 
     s = sub.add_parser("models", help="zoo models: build (needs the convert extra) / list")
     msub = s.add_subparsers(dest="models_cmd", required=True)
@@ -175,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["convert"]:
+            return run_convert_command(argv[1:])
+        a = build_parser().parse_args(argv)
         return int(a.fn(a) or 0)
     except EdgeliteError as e:
         print(f"edgelite: error: {e}", file=sys.stderr)

@@ -83,7 +83,7 @@ def report(include_tensorflow: bool = False) -> dict:
         "numpy": np.__version__,
         "board": board_model(),
         "cpu": cpu_info(),
-        "backends": [s.to_dict() for s in available_backends(include_tensorflow=include_tensorflow)],
+        "backends": [s.to_dict() for s in available_backends(include_tensorflow=include_tensorflow or None)],
         "delegates": {"xnnpack": "built into the backend", **delegates_found()},
         "optional": opt,
     }

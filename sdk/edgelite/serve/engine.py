@@ -264,15 +264,15 @@ def resolve_model_files(model_dir: Path | None, precision: str = "int8", *, gall
 
 
 def _build_zoo() -> None:
-    import importlib.util
+    from .. import zoo
+    from ..plugins import converter_hook
 
-    if importlib.util.find_spec("edgelite_convert") is None or importlib.util.find_spec("tensorflow") is None:
-        from .. import zoo
-        raise ZooError(f"the zoo models are not built in {zoo.models_dir()} and this install cannot build them: "
-                       "run `edgelite models build` where the convert extra is installed "
-                       "(pip install 'edgelite[convert]'), or pass --model-dir")
-    from edgelite_convert.zoo import build_zoo
-
+    try:
+        build_zoo = converter_hook("build_zoo")
+    except EdgeliteError as e:
+        raise ZooError(f"the zoo models are not built in {zoo.models_dir()} and this install cannot build them "
+                       f"({e}); run `edgelite models build` where the convert extra is installed, or pass "
+                       "--model-dir") from None
     build_zoo(progress=False)
 
 
