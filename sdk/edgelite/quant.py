@@ -58,8 +58,10 @@ def pixel_lut(scale, zero_point, dtype, mean=(0.0,), std=(1.0,), channels: int =
     """``(channels, 256)`` table: uint8 pixel → ``quantize((pixel − mean) / std)``.
 
     Normalisation and quantization of an image input fused into one gather. The
-    values are exactly :func:`quantize` of the normalised pixel (the table is built
-    with it), so a table lookup and the float path then quantize agree bit for bit.
+    values are exactly :func:`quantize` of the normalised pixel, normalised in
+    float32 with the same operations as the float path
+    (:meth:`edgelite.preprocess.PreprocessSpec.to_tensor`), so a table lookup and
+    "normalise, then quantize" agree bit for bit.
     Tables are cached by their parameters (a handful per process).
     """
     dtype = np.dtype(dtype)
@@ -68,9 +70,9 @@ def pixel_lut(scale, zero_point, dtype, mean=(0.0,), std=(1.0,), channels: int =
     key = (float(scale), int(zero_point), dtype.str, mean, std, int(channels))
     t = _PIXEL_LUTS.get(key)
     if t is None:
-        px = np.arange(256, dtype=np.float64)
-        rows = [quantize((px - mean[c % len(mean)]) / std[c % len(std)], scale, zero_point, dtype)
-                for c in range(channels)]
+        px = np.arange(256, dtype=np.float32)
+        rows = [quantize((px - np.float32(mean[c % len(mean)])) / np.float32(std[c % len(std)]),
+                         scale, zero_point, dtype) for c in range(channels)]
         t = np.stack(rows)
         t.setflags(write=False)
         _PIXEL_LUTS[key] = t

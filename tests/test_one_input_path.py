@@ -1,0 +1,81 @@
+"""The one input path: calibration (converter) and inference (runtime) make the same
+tensor from the same image, through the spec embedded in the model."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgelite
+from edgelite import quant
+from edgelite.errors import InputError, MetadataError
+from edgelite.preprocess import PreprocessSpec
+
+DEMO = Path(__file__).resolve().parents[1] / "data" / "faces" / "demo"
+
+
+@pytest.mark.parametrize("model", ["yunet_320", "sface"])
+def test_calibration_and_inference_tensors_are_byte_identical(zoo_models, tmp_path, model):
+    from edgelite_convert.calibration import build_calibration_set
+
+    m = edgelite.Model(zoo_models / f"{model}-int8.tflite")
+    spec, inp = m.preprocessing, m.inputs[0]
+    assert spec is not None and inp.quantized
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    names = sorted(p.name for p in DEMO.iterdir() if p.suffix in (".jpg", ".png"))
+    for n in names:  # the spec resizes each photo to the model's input (sface: none -> crop first)
+        img = edgelite.load_image(DEMO / n)
+        if spec.resize.value == "none":
+            import cv2
+            img = cv2.resize(img, spec.size[::-1], interpolation=cv2.INTER_AREA)
+            np.save(folder / f"{n}.npy", img)  # keep the exact pixels
+        else:
+            shutil.copy(DEMO / n, folder / n)
+    if spec.resize.value == "none":
+        imgs = [np.load(folder / f"{n}.npy") for n in names]
+        calib = [spec.apply(i) for i in imgs]  # the function the converter's image folders go through
+    else:
+        imgs = [edgelite.load_image(DEMO / n) for n in names]
+        cs = build_calibration_set(folder, [(inp.name, list(inp.shape), "float32")], preprocess=spec,
+                                   min_samples=1, min_recommended=1, progress=False, check_range=False)
+        calib = list(next(iter(cs.arrays.values()))[:, None])
+    assert len(calib) == len(imgs) >= 3
+    for img, x in zip(imgs, calib):
+        device, plan = m.prepare(img)
+        assert device.dtype == np.dtype(inp.dtype) and device.shape == tuple(inp.shape)
+        # what calibration saw, quantized with the model's input parameters
+        want = quant.quantize(x, inp.scale, inp.zero_point, inp.dtype)
+        assert device.tobytes() == want.tobytes()
+
+
+def test_preprocess_spec_unknown_keys_and_bad_values_are_typed_errors():
+    with pytest.raises(InputError, match="unknown preprocessing keys"):
+        PreprocessSpec.from_dict({"size": [4, 4], "colour": "BGR"})  # misspelt: must not silently be RGB
+    with pytest.raises(InputError):
+        PreprocessSpec(size=(0, 4))
+    with pytest.raises(InputError):
+        PreprocessSpec(size=(4, 4), std=0)
+    with pytest.raises(InputError):
+        PreprocessSpec(size=(4, 4), color="CMYK")
+    assert issubclass(InputError, ValueError)
+    with pytest.raises(MetadataError):
+        from edgelite.metadata import EdgeliteMetadata
+        EdgeliteMetadata.from_dict({"format": "edgelite", "format_version": 1,
+                                    "preprocessing": {"size": [4, 4], "colour": "BGR"}})
+
+
+def test_per_channel_table_equals_float_path_then_quantize():
+    spec = PreprocessSpec(size=(8, 8), resize="stretch", color="BGR", mean=(123.7, 116.3, 103.5),
+                          std=(58.4, 57.1, 57.4), layout="NCHW")
+    q = dataclasses.make_dataclass("Q", [("scale", float), ("zero_point", int), ("dtype", object),
+                                         ("quantized", bool)])(0.0187, -14, np.int8, True)
+    img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    x, plan = spec.prepare(img, q)
+    f, _ = spec.prepare(img)
+    assert x.shape == (1, 3, 8, 8) and x.dtype == np.int8
+    assert x.tobytes() == quant.quantize(f, q.scale, q.zero_point, np.int8).tobytes()
+    assert plan.src_hw == (20, 30) and plan.dst_hw == (8, 8)
