@@ -356,8 +356,11 @@ def _convert_color(batch: np.ndarray, color: ColorOrder) -> np.ndarray:
         return np.clip(np.round(g), 0, 255).astype(np.uint8)[..., None]
     if color is ColorOrder.BGR:
         cv2 = cv2_or_none()
-        if cv2 is not None and batch.ndim == 3:  # cvtColor is far faster than a negative-stride copy
-            return cv2.cvtColor(np.ascontiguousarray(batch), cv2.COLOR_RGB2BGR)
+        if cv2 is not None and batch.dtype == np.uint8:
+            # cvtColor is ~5x faster than a negative-stride copy; it takes one 2-D image,
+            # so a batch is viewed as one tall image (rows of all images stacked).
+            flat = np.ascontiguousarray(batch).reshape(-1, batch.shape[-2], 3)
+            return cv2.cvtColor(flat, cv2.COLOR_RGB2BGR).reshape(batch.shape)
         return np.ascontiguousarray(batch[..., ::-1])
     return batch
 
