@@ -85,8 +85,16 @@ def test_bench_models_tiny_model_with_sustained(tmp_path):
     assert [(r["label"], r["num_threads"]) for r in rep["results"]] == [("conv_int8", 1), ("conv_int8", 2)]
     for r in rep["results"]:
         assert {"init_ms", "first_inference_ms", "latency", "peak_rss_mb", "rss_before_mb"} <= set(r)
-        assert {"mean", "std", "p50", "p90", "p99", "count"} <= set(r["latency"])
+        lat = r["latency"]
+        assert {"mean", "std", "p50", "p90", "p99", "count"} <= set(lat)
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and lat["std"] >= 0 and lat["count"] >= 1
+        assert r["init_ms"] > 0 and r["first_inference_ms"] > 0
         assert r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+    # the metrics table says what the results say (same numbers, right direction)
+    for r in rep["results"]:
+        key = f"models/{r['label']}/t{r['num_threads']}"
+        assert rep["metrics"][f"{key}/p50_ms"]["value"] == r["latency"]["p50"]
+        assert rep["metrics"][f"{key}/init_ms"]["value"] == r["init_ms"]
     assert rep["config"]["isolated_processes"] is True
     iv = rep["sustained"]["intervals"]
     assert iv and {"t_s", "count", "p50_ms", "p90_ms"} <= set(iv[0])
@@ -123,8 +131,12 @@ def test_bench_pipeline_quick(tmp_path):
     med = run["summary"]["medians"]
     assert {"vga", "orl", "sq320"} <= set(med)
     for fset, by in med.items():
-        assert {"detect", "align", "embed", "match", "e2e"} <= set(by["int8"]), fset
-        assert {"detect.preprocess", "detect.inference", "detect.decode_nms"} <= set(by["int8"])
+        i8 = by["int8"]
+        assert {"detect", "align", "embed", "match", "e2e"} <= set(i8), fset
+        assert {"detect.preprocess", "detect.inference", "detect.decode_nms"} <= set(i8)
+        # medians that must be consistent: the whole is at least its parts
+        assert 0 < i8["detect.inference"] <= i8["detect"] <= i8["e2e"], fset
+        assert i8["embed"] > 0 and i8["e2e"] >= i8["embed"], fset
     if "opencv" in rep["config"]["pipelines"]:
         assert {"embed_int8_vs_opencv", "yunet320_int8_vs_opencv", "e2e_vga_int8_vs_opencv"} <= set(run["targets"])
         for t in run["targets"].values():
@@ -132,7 +144,28 @@ def test_bench_pipeline_quick(tmp_path):
     # the pipelines really recognise people, not just run
     for pipe, sets in run["correct"].items():
         assert sum(c["correct"] for c in sets.values()) > 0, pipe
+    # the models it reports are the files it ran
+    from edgelite import zoo
+    want = {e.sha256 for e in zoo.list_models() if e.precision == "int8" and e.name in ("yunet_320", "sface")}
+    assert want <= {m["sha256"] for m in rep["system"]["models"]}
     _check_reports(out, "pipeline", rep)
+
+
+def test_bench_overhead_quick(tmp_path):
+    missing = _zoo_present("yunet_320-int8", "sface-int8")
+    if missing:
+        pytest.skip(f"{', '.join(missing)} missing: {ZOO_HINT}")
+    p = _run("bench_overhead.py", "--rounds", "5", "--threads", "1", "--results-dir", str(tmp_path),
+             "--device-id", "smoke-test", timeout=300)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads((tmp_path / "smoke-test" / "overhead.json").read_text())
+    m = rep["medians"]
+    assert m["yunet_invoke_ms"] > 0 and m["sface_invoke_ms"] > 0
+    assert m["overhead_ms"] == pytest.approx(m["end_to_end_ms"] - m["yunet_invoke_ms"] - m["sface_invoke_ms"])
+    st = rep["stages_ms"]
+    assert set(st) == {"detect", "align", "embed", "match", "total"}
+    assert st["total"] >= max(st["detect"], st["embed"])
+    assert rep["meets_target"] == (m["overhead_ms"] <= rep["target_overhead_ms"])
 
 
 # -- compare.py ------------------------------------------------------------------------------
