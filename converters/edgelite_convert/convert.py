@@ -81,6 +81,9 @@ class ConvertOptions:
     holdout: int = 16
     timeout_s: float = 1800.0
     batch_polymorphic: bool = True
+    allow_collapsed: bool = False
+    min_cosine: float = 0.8
+    min_snr_db: float = 5.0
 
     def __post_init__(self):
         object.__setattr__(self, "mode", QuantMode(self.mode))
@@ -304,6 +307,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
                     "quantize": round(conv.get("quant_seconds", 0), 2)},
     }
+    if opts.needs_calibration:
+        report["degenerate_activation_ranges"] = _degenerate_ranges(qbytes)
     if "layer_stats" in conv:
         report["layer_stats"] = conv["layer_stats"]
     if opts.keep_float:
@@ -317,6 +322,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             + ". Fix: rewrite/replace those ops, or pass allow_float_fallback=True (--allow-float-fallback)")
     if held is not None and held.count:
         report["validation"] = validate_against(fbytes, qbytes, held, num_threads=num_threads)
+        if opts.needs_calibration:
+            _refuse_collapsed(report["validation"], opts, report.get("degenerate_activation_ranges") or [])
     if kind == "onnx" and held is not None and held.count:
         report["onnx_vs_float_tflite"] = _onnx_parity(path, fbytes, held, {**prep, "input_shapes": input_shapes})
     meta = EdgeliteMetadata(
@@ -342,6 +349,45 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                            json.dumps(report, indent=2, default=_json_default).encode())
         res.path = out
     return res
+
+
+def _degenerate_ranges(model_bytes: bytes, min_range: float = 1e-5) -> list[str]:
+    """Activation tensors whose calibrated range is ~0 (the calibration data never excited them)."""
+    from edgelite._tflite import read_model_info
+
+    out = []
+    for t in read_model_info(model_bytes).subgraphs[0].tensors:
+        q = t.quantization
+        if t.is_constant or q is None or not q.is_quantized or t.dtype not in ("int8", "uint8", "int16"):
+            continue
+        levels = 65535 if t.dtype == "int16" else 255
+        if max(q.scales) * levels < min_range:
+            out.append(t.name)
+    return out
+
+
+def _refuse_collapsed(validation: dict, opts: ConvertOptions, dead: list[str]) -> None:
+    """Fail a quantized conversion whose outputs collapsed (see ``validate.collapsed_outputs``)."""
+    from .validate import collapsed_outputs
+
+    bad = collapsed_outputs(validation, opts.min_cosine, opts.min_snr_db)
+    validation["collapsed_outputs"] = bad
+    if not bad or opts.allow_collapsed:
+        return
+    detail = "; ".join(f"'{k}': {v}" for k, v in bad.items())
+    if dead:
+        detail += (f". {len(dead)} activation tensor(s) got a range of ~0 from calibration (never excited by it): "
+                   + ", ".join(f"'{x}'" for x in dead[:6]) + (" ..." if len(dead) > 6 else ""))
+    if validation.get("xnnpack_error"):
+        detail += ". XNNPACK cannot even load it (its requantization scales are out of range)"
+    raise ConversionError(
+        f"the {opts.mode.value} model has collapsed on {validation['samples']} held-out samples: {detail}. "
+        "The calibration data probably does not look like real inputs (for example a detector calibrated on "
+        "images without the objects it detects, blank or synthetic images, or data preprocessed differently "
+        "from what the model sees in use): the activation ranges it gives clip the real signal away. Fix: "
+        "calibrate on real inputs after the same preprocessing (and validate on them, --validate). To keep "
+        "this model anyway pass allow_collapsed=True (--allow-collapsed); the floors are min_cosine="
+        f"{opts.min_cosine} and min_snr_db={opts.min_snr_db} (--min-cosine, --min-snr-db).")
 
 
 def _keep_float_cost(full_int8: bytes, selective: bytes, num_threads=None) -> dict:
