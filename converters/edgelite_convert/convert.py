@@ -241,6 +241,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         if input_shapes and kind != "onnx":
             raise ConversionError("--input-shape / input_shapes applies to ONNX sources only; a Keras model or "
                                   "SavedModel takes the shapes of its own input signature")
+        onnx_folded: list[str] = []
         if kind == "module":
             sm = _prepare_module(source, d)
             kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
@@ -250,6 +251,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             if kind == "onnx":
                 _precheck_onnx(path)
                 input_shapes = resolve_onnx_input_shapes(path, input_shapes, preprocess)
+                src, onnx_folded = _fold_onnx(path, input_shapes, d)
         job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,
                "input_type": opts.input_type.value, "output_type": opts.output_type.value,
                "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
@@ -302,6 +304,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
         "op_histogram": read_model_info(qbytes).op_histogram(),
         "size_bytes": len(qbytes), "float_size_bytes": len(fbytes), "batch": batch_info,
+        "onnx_folded": onnx_folded,
         "calibration": calib_set.summary() if calib_set else None,
         "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
         "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
@@ -426,15 +429,25 @@ def validate_against(float_bytes: bytes, quant_bytes: bytes, held: CalibrationSe
 
 
 def _precheck_onnx(path: Path) -> None:
-    """Fail fast, before any subprocess, listing every unsupported ONNX op."""
+    """Fail fast, before any subprocess or TensorFlow, on a file onnx cannot read."""
     import onnx
 
-    from .onnx_import import unsupported_ops
+    onnx.load(str(path), load_external_data=False)  # the op check comes after folding: _fold_onnx
 
-    bad = unsupported_ops(onnx.load(str(path), load_external_data=False))
-    if bad:
-        raise ConversionError(f"{path.name}: unsupported ONNX op type(s): {', '.join(bad)}. "
-                              "See docs/converters.md for the supported list.")
+
+def _fold_onnx(path: Path, input_shapes: dict | None, d: Path) -> tuple[str, list[str]]:
+    """Fold shape-only subgraphs whose ops the importer lacks, then refuse what remains - all
+    without TensorFlow. Returns the ONNX file to import (a folded copy in ``d`` when needed)."""
+    import onnx
+
+    from .onnx_fold import check_supported
+
+    model, folded = check_supported(onnx.load(str(path)), input_shapes)
+    if not folded:
+        return str(path), []
+    out = d / f"{path.stem}.folded.onnx"
+    onnx.save(model, str(out))
+    return str(out), folded
 
 
 def _fmt_shape(shape) -> str:
