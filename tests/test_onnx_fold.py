@@ -137,3 +137,12 @@ def test_convert_folds_anchor_grid_end_to_end(tmp_path):
     assert len(res.report["onnx_folded"]) == 4
     assert res.report["fully_integer"] is True
     assert res.report["onnx_vs_float_tflite"]["max_abs_error_overall"] < 1e-4
+
+
+def test_docs_supported_op_list_is_generated_from_the_registry():
+    from edgelite_convert.onnx_ops import SUPPORTED_OPS
+    from edgelite_convert.opdocs import DOC, supported_ops_markdown
+
+    assert supported_ops_markdown() in DOC.read_text(), \
+        "docs/converters.md is out of date: run python -m edgelite_convert.opdocs"
+    assert f"**{len(SUPPORTED_OPS)} ONNX op types**" in DOC.read_text()

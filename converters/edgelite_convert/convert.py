@@ -319,10 +319,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         if full_int8 is not None:
             report["keep_float_cost"] = _keep_float_cost(full_int8, qbytes, num_threads)
     if opts.mode == QuantMode.INT8 and not insp.fully_integer and not opts.allow_float_fallback:
-        raise ConversionError(
-            "the converted model is not fully integer; float ops left: "
-            + "; ".join(str(x) for x in insp.float_ops)
-            + ". Fix: rewrite/replace those ops, or pass allow_float_fallback=True (--allow-float-fallback)")
+        raise ConversionError(summarize_float_ops(qbytes, insp.float_ops))
     if held is not None and held.count:
         report["validation"] = validate_against(fbytes, qbytes, held, num_threads=num_threads)
         if opts.needs_calibration:
@@ -367,6 +364,57 @@ def _degenerate_ranges(model_bytes: bytes, min_range: float = 1e-5) -> list[str]
         if max(q.scales) * levels < min_range:
             out.append(t.name)
     return out
+
+
+#: Why an op stays float in int8 mode, and what to do, per TFLite op type.
+FLOAT_OP_FIXES: dict[str, str] = {
+    "NEG": "a LayerNormalization (Keras) or x*-1: LayerNorm is rewritten when converting from ONNX; in Keras, "
+           "replace the subtraction by an ADD of a negated constant, or allow mixed precision",
+    "POW": "x**2: write x*x (the ONNX importer rewrites Pow(x, 2) itself); other exponents have no int8 kernel",
+    "RSQRT": "normalisation (LayerNorm/InstanceNorm): fold it into a following layer, or keep this layer float "
+             "(--keep-float) / allow mixed precision",
+    "SQRT": "normalisation: as RSQRT",
+    "DIV": "division by a tensor: multiply by a reciprocal computed from constants where possible",
+    "EXP": "softmax/attention written by hand: use the SOFTMAX op (int8 kernel)",
+    "LOG": "no int8 kernel: move it into post-processing",
+    "CAST": "an integer/bool tensor path (indices, masks): compute it from constants (static shapes) or move it "
+            "out of the model",
+    "WHILE": "a recurrent layer (LSTM/GRU) with a dynamic loop: unroll it with a static sequence length "
+             "(Keras: unroll=True)",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "unroll the recurrence (static sequence length; Keras: unroll=True)",
+    "GATHER": "an embedding/index lookup on float data: move it before the model or quantize its table",
+    "CUSTOM": "a custom op has no int8 kernel: re-export without it",
+    "QUANTIZE": "conversions into the float ops listed above; they go away with them",
+    "DEQUANTIZE": "conversions out of int8 into the float ops listed above; they go away with them",
+    "SHAPE": "shape computations left by a dynamic batch: export with a static batch (shape=(1, ...))",
+    "STRIDED_SLICE": "shape computations left by a dynamic batch: export with a static batch",
+    "PACK": "shape computations left by a dynamic batch: export with a static batch",
+}
+
+
+def summarize_float_ops(model_bytes: bytes, float_ops) -> str:
+    """'Not fully integer': float ops grouped by type with counts, node (output tensor) names and a fix."""
+    from edgelite._tflite import read_model_info
+
+    info = read_model_info(model_bytes)
+    groups: dict[str, list[str]] = {}
+    for f in float_ops:
+        sg = info.subgraphs[f.subgraph]
+        op = sg.operators[f.index]
+        outs = [sg.tensors[t].name for t in op.outputs if t >= 0]
+        groups.setdefault(f.op_name, []).append(outs[0] if outs else f"#{f.index}")
+    lines = []
+    boundary = ("QUANTIZE", "DEQUANTIZE")
+    for op_name, names in sorted(groups.items(), key=lambda kv: (kv[0] in boundary, -len(kv[1]), kv[0])):
+        shown = ", ".join(f"'{n}'" for n in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        key = "CUSTOM" if op_name.startswith("CUSTOM") else op_name
+        fix = FLOAT_OP_FIXES.get(key, "no int8 kernel for it in this TensorFlow: replace it in the source model, "
+                                      "or keep it float with allow_float_fallback")
+        lines.append(f"  - {op_name} x{len(names)} ({shown}). Fix: {fix}.")
+    total = sum(len(v) for v in groups.values())
+    return (f"the converted model is not fully integer: {total} op(s) of {len(groups)} type(s) compute in float:\n"
+            + "\n".join(lines) + "\nOr accept float ops: allow_float_fallback=True (--allow-float-fallback); "
+            "the model is then slower on XNNPACK (see report['xnnpack_unsupported']).")
 
 
 def _refuse_collapsed(validation: dict, opts: ConvertOptions, dead: list[str]) -> None:
