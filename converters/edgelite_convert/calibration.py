@@ -154,6 +154,33 @@ def _iter_source(source, spec: PreprocessSpec | None, skipped: list[str]) -> tup
                                ".npy/.npz, array, iterable or callable")
 
 
+def _source_length(source, rank: int) -> int | None:
+    """Number of samples ``source`` holds, when known without reading it (for the progress bar)."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            p = Path(source)
+            if p.is_dir():
+                return len(list_images(p))
+            if p.is_file() and p.suffix == ".npy":
+                return int(np.load(p, mmap_mode="r", allow_pickle=False).shape[0])
+            if p.is_file() and p.suffix == ".npz":
+                with np.load(p, allow_pickle=False) as z:
+                    return int(len(z[z.files[0]])) if z.files else 0
+            return None
+        if isinstance(source, np.ndarray):
+            return int(len(source))
+        if hasattr(source, "__len__") and not callable(source):
+            n = 0
+            for x in source:  # a list of arrays: each may carry a batch of samples
+                a = next(iter(x.values())) if isinstance(x, Mapping) else (x[0] if isinstance(x, (list, tuple)) else x)
+                a = np.asarray(a)
+                n += int(a.shape[0]) if a.ndim == rank else 1
+            return n
+    except Exception:  # noqa: BLE001 - only a progress-bar total
+        return None
+    return None
+
+
 def build_calibration_set(source, input_specs: Sequence[tuple[str, Sequence[int], str]], *,
                           preprocess: PreprocessSpec | None = None, max_samples: int = 500,
                           min_samples: int = MIN_SAMPLES, min_recommended: int = RECOMMENDED_SAMPLES,
@@ -171,6 +198,7 @@ def build_calibration_set(source, input_specs: Sequence[tuple[str, Sequence[int]
         CalibrationDataError: with the reason, for each refusal listed in the module doc.
     """
     skipped: list[str] = []
+    total = _source_length(source, len(input_specs[0][1]) if input_specs else 0)
     it, desc = _iter_source(source, preprocess, skipped)
     names = [n for n, _, _ in input_specs]
     cols: dict[str, list[np.ndarray]] = {n: [] for n in names}
@@ -178,7 +206,10 @@ def build_calibration_set(source, input_specs: Sequence[tuple[str, Sequence[int]
     if progress:
         try:
             from tqdm import tqdm
-            bar = tqdm(total=max_samples, desc="calibration data", unit="sample", leave=False)
+            # the real number of samples that will be read (a folder/array/list may hold fewer
+            # than max_samples); unknown for a generator, then tqdm shows a count
+            bar = tqdm(total=min(max_samples, total) if total is not None else None, desc="calibration data",
+                       unit="sample", leave=False)
         except ImportError:
             bar = None
     count = 0

@@ -17,6 +17,10 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-type", default="int8", choices=["int8", "uint8", "float32"])
     p.add_argument("--no-per-channel", action="store_true", help="per-tensor weights (comparison only)")
     p.add_argument("--allow-float-fallback", action="store_true", help="accept float ops left in the model")
+    p.add_argument("--allow-collapsed", action="store_true",
+                   help="keep an int8 model whose outputs collapsed (constant, or below --min-cosine/--min-snr-db)")
+    p.add_argument("--min-cosine", type=float, default=0.8, help="collapse floor: int8-vs-float cosine per output")
+    p.add_argument("--min-snr-db", type=float, default=5.0, help="collapse floor: int8-vs-float SNR per output")
     p.add_argument("--no-prelu-rewrite", action="store_true", help="keep PRELU (slow in int8 on XNNPACK)")
     p.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
                    help="tensor names to keep in float (selective quantization)")
@@ -55,7 +59,8 @@ def run_convert(a) -> int:
                           per_channel=not a.no_per_channel, allow_float_fallback=a.allow_float_fallback,
                           prelu_rewrite=not a.no_prelu_rewrite, keep_float=tuple(a.keep_float),
                           debug_layers=a.debug_layers, min_calibration_samples=a.min_samples,
-                          max_calibration_samples=a.max_samples)
+                          max_calibration_samples=a.max_samples, allow_collapsed=a.allow_collapsed,
+                          min_cosine=a.min_cosine, min_snr_db=a.min_snr_db)
     res = convert(a.source, a.output, calibration=a.calibration, validation=a.validate, preprocess=spec,
                   options=opts, task=a.task, labels=labels, progress=not a.json,
                   input_shapes=parse_input_shapes(a.input_shape) or None)

@@ -81,6 +81,9 @@ class ConvertOptions:
     holdout: int = 16
     timeout_s: float = 1800.0
     batch_polymorphic: bool = True
+    allow_collapsed: bool = False
+    min_cosine: float = 0.8
+    min_snr_db: float = 5.0
 
     def __post_init__(self):
         object.__setattr__(self, "mode", QuantMode(self.mode))
@@ -238,6 +241,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         if input_shapes and kind != "onnx":
             raise ConversionError("--input-shape / input_shapes applies to ONNX sources only; a Keras model or "
                                   "SavedModel takes the shapes of its own input signature")
+        onnx_folded: list[str] = []
         if kind == "module":
             sm = _prepare_module(source, d)
             kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
@@ -247,6 +251,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             if kind == "onnx":
                 _precheck_onnx(path)
                 input_shapes = resolve_onnx_input_shapes(path, input_shapes, preprocess)
+                src, onnx_folded = _fold_onnx(path, input_shapes, d)
         job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,
                "input_type": opts.input_type.value, "output_type": opts.output_type.value,
                "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
@@ -299,11 +304,14 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
         "op_histogram": read_model_info(qbytes).op_histogram(),
         "size_bytes": len(qbytes), "float_size_bytes": len(fbytes), "batch": batch_info,
+        "onnx_folded": onnx_folded,
         "calibration": calib_set.summary() if calib_set else None,
         "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
         "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
                     "quantize": round(conv.get("quant_seconds", 0), 2)},
     }
+    if opts.needs_calibration:
+        report["degenerate_activation_ranges"] = _degenerate_ranges(qbytes)
     if "layer_stats" in conv:
         report["layer_stats"] = conv["layer_stats"]
     if opts.keep_float:
@@ -311,12 +319,11 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         if full_int8 is not None:
             report["keep_float_cost"] = _keep_float_cost(full_int8, qbytes, num_threads)
     if opts.mode == QuantMode.INT8 and not insp.fully_integer and not opts.allow_float_fallback:
-        raise ConversionError(
-            "the converted model is not fully integer; float ops left: "
-            + "; ".join(str(x) for x in insp.float_ops)
-            + ". Fix: rewrite/replace those ops, or pass allow_float_fallback=True (--allow-float-fallback)")
+        raise ConversionError(summarize_float_ops(qbytes, insp.float_ops))
     if held is not None and held.count:
         report["validation"] = validate_against(fbytes, qbytes, held, num_threads=num_threads)
+        if opts.needs_calibration:
+            _refuse_collapsed(report["validation"], opts, report.get("degenerate_activation_ranges") or [])
     if kind == "onnx" and held is not None and held.count:
         report["onnx_vs_float_tflite"] = _onnx_parity(path, fbytes, held, {**prep, "input_shapes": input_shapes})
     meta = EdgeliteMetadata(
@@ -342,6 +349,96 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                            json.dumps(report, indent=2, default=_json_default).encode())
         res.path = out
     return res
+
+
+def _degenerate_ranges(model_bytes: bytes, min_range: float = 1e-5) -> list[str]:
+    """Activation tensors whose calibrated range is ~0 (the calibration data never excited them)."""
+    from edgelite._tflite import read_model_info
+
+    out = []
+    for t in read_model_info(model_bytes).subgraphs[0].tensors:
+        q = t.quantization
+        if t.is_constant or q is None or not q.is_quantized or t.dtype not in ("int8", "uint8", "int16"):
+            continue
+        levels = 65535 if t.dtype == "int16" else 255
+        if max(q.scales) * levels < min_range:
+            out.append(t.name)
+    return out
+
+
+#: Why an op stays float in int8 mode, and what to do, per TFLite op type.
+FLOAT_OP_FIXES: dict[str, str] = {
+    "NEG": "a LayerNormalization (Keras) or x*-1: LayerNorm is rewritten when converting from ONNX; in Keras, "
+           "replace the subtraction by an ADD of a negated constant, or allow mixed precision",
+    "POW": "x**2: write x*x (the ONNX importer rewrites Pow(x, 2) itself); other exponents have no int8 kernel",
+    "RSQRT": "normalisation (LayerNorm/InstanceNorm): fold it into a following layer, or keep this layer float "
+             "(--keep-float) / allow mixed precision",
+    "SQRT": "normalisation: as RSQRT",
+    "DIV": "division by a tensor: multiply by a reciprocal computed from constants where possible",
+    "EXP": "softmax/attention written by hand: use the SOFTMAX op (int8 kernel)",
+    "LOG": "no int8 kernel: move it into post-processing",
+    "CAST": "an integer/bool tensor path (indices, masks): compute it from constants (static shapes) or move it "
+            "out of the model",
+    "WHILE": "a recurrent layer (LSTM/GRU) with a dynamic loop: unroll it with a static sequence length "
+             "(Keras: unroll=True)",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "unroll the recurrence (static sequence length; Keras: unroll=True)",
+    "GATHER": "an embedding/index lookup on float data: move it before the model or quantize its table",
+    "CUSTOM": "a custom op has no int8 kernel: re-export without it",
+    "QUANTIZE": "conversions into the float ops listed above; they go away with them",
+    "DEQUANTIZE": "conversions out of int8 into the float ops listed above; they go away with them",
+    "SHAPE": "shape computations left by a dynamic batch: export with a static batch (shape=(1, ...))",
+    "STRIDED_SLICE": "shape computations left by a dynamic batch: export with a static batch",
+    "PACK": "shape computations left by a dynamic batch: export with a static batch",
+}
+
+
+def summarize_float_ops(model_bytes: bytes, float_ops) -> str:
+    """'Not fully integer': float ops grouped by type with counts, node (output tensor) names and a fix."""
+    from edgelite._tflite import read_model_info
+
+    info = read_model_info(model_bytes)
+    groups: dict[str, list[str]] = {}
+    for f in float_ops:
+        sg = info.subgraphs[f.subgraph]
+        op = sg.operators[f.index]
+        outs = [sg.tensors[t].name for t in op.outputs if t >= 0]
+        groups.setdefault(f.op_name, []).append(outs[0] if outs else f"#{f.index}")
+    lines = []
+    boundary = ("QUANTIZE", "DEQUANTIZE")
+    for op_name, names in sorted(groups.items(), key=lambda kv: (kv[0] in boundary, -len(kv[1]), kv[0])):
+        shown = ", ".join(f"'{n}'" for n in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        key = "CUSTOM" if op_name.startswith("CUSTOM") else op_name
+        fix = FLOAT_OP_FIXES.get(key, "no int8 kernel for it in this TensorFlow: replace it in the source model, "
+                                      "or keep it float with allow_float_fallback")
+        lines.append(f"  - {op_name} x{len(names)} ({shown}). Fix: {fix}.")
+    total = sum(len(v) for v in groups.values())
+    return (f"the converted model is not fully integer: {total} op(s) of {len(groups)} type(s) compute in float:\n"
+            + "\n".join(lines) + "\nOr accept float ops: allow_float_fallback=True (--allow-float-fallback); "
+            "the model is then slower on XNNPACK (see report['xnnpack_unsupported']).")
+
+
+def _refuse_collapsed(validation: dict, opts: ConvertOptions, dead: list[str]) -> None:
+    """Fail a quantized conversion whose outputs collapsed (see ``validate.collapsed_outputs``)."""
+    from .validate import collapsed_outputs
+
+    bad = collapsed_outputs(validation, opts.min_cosine, opts.min_snr_db)
+    validation["collapsed_outputs"] = bad
+    if not bad or opts.allow_collapsed:
+        return
+    detail = "; ".join(f"'{k}': {v}" for k, v in bad.items())
+    if dead:
+        detail += (f". {len(dead)} activation tensor(s) got a range of ~0 from calibration (never excited by it): "
+                   + ", ".join(f"'{x}'" for x in dead[:6]) + (" ..." if len(dead) > 6 else ""))
+    if validation.get("xnnpack_error"):
+        detail += ". XNNPACK cannot even load it (its requantization scales are out of range)"
+    raise ConversionError(
+        f"the {opts.mode.value} model has collapsed on {validation['samples']} held-out samples: {detail}. "
+        "The calibration data probably does not look like real inputs (for example a detector calibrated on "
+        "images without the objects it detects, blank or synthetic images, or data preprocessed differently "
+        "from what the model sees in use): the activation ranges it gives clip the real signal away. Fix: "
+        "calibrate on real inputs after the same preprocessing (and validate on them, --validate). To keep "
+        "this model anyway pass allow_collapsed=True (--allow-collapsed); the floors are min_cosine="
+        f"{opts.min_cosine} and min_snr_db={opts.min_snr_db} (--min-cosine, --min-snr-db).")
 
 
 def _keep_float_cost(full_int8: bytes, selective: bytes, num_threads=None) -> dict:
@@ -380,16 +477,27 @@ def validate_against(float_bytes: bytes, quant_bytes: bytes, held: CalibrationSe
 
 
 def _precheck_onnx(path: Path) -> None:
-    """Fail fast, before any subprocess, listing every unsupported ONNX op."""
+    """Fail fast, before any subprocess or TensorFlow, on a file onnx cannot read: typed
+    errors for garbage, a too-new IR/opset, or external data that does not match its
+    declared sizes. The op check comes after folding (:func:`_fold_onnx`)."""
     from .onnx_check import check_onnx_file
 
-    model = check_onnx_file(path)  # typed errors for garbage/too-new/oversized files, before TensorFlow
-    from .onnx_import import unsupported_ops
+    check_onnx_file(path)
 
-    bad = unsupported_ops(model)
-    if bad:
-        raise ConversionError(f"{path.name}: unsupported ONNX op type(s): {', '.join(bad)}. "
-                              "See docs/converters.md for the supported list.")
+
+def _fold_onnx(path: Path, input_shapes: dict | None, d: Path) -> tuple[str, list[str]]:
+    """Fold shape-only subgraphs whose ops the importer lacks, then refuse what remains - all
+    without TensorFlow. Returns the ONNX file to import (a folded copy in ``d`` when needed)."""
+    import onnx
+
+    from .onnx_fold import check_supported
+
+    model, folded = check_supported(onnx.load(str(path)), input_shapes)
+    if not folded:
+        return str(path), []
+    out = d / f"{path.stem}.folded.onnx"
+    onnx.save(model, str(out))
+    return str(out), folded
 
 
 def _fmt_shape(shape) -> str:

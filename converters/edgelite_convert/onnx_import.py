@@ -46,31 +46,13 @@ import tensorflow as tf
 from onnx import numpy_helper
 
 from edgelite.errors import ConversionError
-from edgelite_convert import onnx_ops
+from edgelite_convert import onnx_fold, onnx_ops
 from edgelite_convert.onnx_ops import NHWC_PERM, SUPPORTED_OPS, Ctx, Node, Val
 
 __all__ = ["ImportedOnnx", "SUPPORTED_OPS", "import_onnx", "unsupported_ops"]
 
 #: Opset range the importer is tested on (default ONNX domain).
 MIN_OPSET, MAX_OPSET = 7, 18
-
-
-def _op_key(node: onnx.NodeProto) -> str:
-    """Op type as reported to users: ``Conv``, or ``com.microsoft.FusedConv`` for other domains."""
-    if node.domain in ("", "ai.onnx"):
-        return node.op_type
-    return f"{node.domain}.{node.op_type}"
-
-
-def _iter_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for a in node.attribute:  # subgraphs of If/Loop/Scan are unsupported anyway, but list their ops
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _iter_nodes(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _iter_nodes(g)
 
 
 def unsupported_ops(model: onnx.ModelProto) -> list[str]:
@@ -81,28 +63,9 @@ def unsupported_ops(model: onnx.ModelProto) -> list[str]:
 
     Returns:
         Sorted unique op types (other domains prefixed, e.g. ``"com.microsoft.FusedConv"``);
-        empty when everything is supported.
+        empty when everything is supported. (TensorFlow-free: :mod:`edgelite_convert.onnx_fold`.)
     """
-    return sorted({_op_key(n) for n in _iter_nodes(model.graph) if _op_key(n) not in onnx_ops.HANDLERS})
-
-
-def _raise_unsupported(model: onnx.ModelProto, bad: list[str]) -> None:
-    names: dict[str, list[str]] = defaultdict(list)
-    for i, n in enumerate(_iter_nodes(model.graph)):
-        key = _op_key(n)
-        if key in bad:
-            names[key].append(n.name or f"#{i}")
-    parts = []
-    for op in bad:
-        shown = ", ".join(f"'{x}'" for x in names[op][:5])
-        more = f" and {len(names[op]) - 5} more" if len(names[op]) > 5 else ""
-        parts.append(f"{op} ({len(names[op])} node{'s' if len(names[op]) != 1 else ''}: {shown}{more})")
-    raise ConversionError(
-        f"The ONNX model uses {len(bad)} op type{'s' if len(bad) != 1 else ''} the edgelite importer "
-        f"cannot convert: {'; '.join(parts)}. Fix: re-export the model without them (e.g. replace "
-        "them with supported equivalents, or simplify/constant-fold it with onnxsim and static "
-        "input shapes). Supported ops are listed in docs/converters.md and in "
-        "edgelite_convert.onnx_import.SUPPORTED_OPS.")
+    return onnx_fold.unsupported_ops(model)
 
 
 # ----------------------------------------------------------------------------
@@ -527,8 +490,12 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *,
             model = onnx.load(path)
         except Exception as e:
             raise ConversionError(f"Could not read ONNX model {path!r}: {e}") from e
-    bad = unsupported_ops(model)
-    if bad:
-        _raise_unsupported(model, bad)
-    return ImportedOnnx(model, input_shapes=input_shapes, prelu_rewrite=prelu_rewrite, nhwc=nhwc,
+    # Shape-only subgraphs (anchor grids...) with ops we do not convert fold to constants first;
+    # what is left unsupported is refused with node names (no TensorFlow work done yet).
+    model, folded = onnx_fold.check_supported(model, input_shapes)
+    imported = ImportedOnnx(model, input_shapes=input_shapes, prelu_rewrite=prelu_rewrite, nhwc=nhwc,
                         nhwc_outputs=nhwc_outputs)
+    if folded:
+        imported._st.rewrites = [f"constant-folded before import (only computes constants once the input shape "
+                                 f"is fixed): {x}" for x in folded] + imported._st.rewrites
+    return imported

@@ -35,10 +35,28 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
-import tensorflow as tf
 from onnx import numpy_helper
 
 from edgelite.errors import ConversionError
+
+
+class _LazyTF:
+    """``tensorflow``, imported on first use.
+
+    The handler registry (:data:`HANDLERS`, :data:`SUPPORTED_OPS`) is read by the
+    TensorFlow-free pre-checks (:mod:`edgelite_convert.onnx_fold`), which must refuse
+    an unconvertible model without paying TensorFlow's ~7 s import and log lines.
+    Handlers only run while tracing, when TensorFlow is needed anyway.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import tensorflow
+
+        globals()["tf"] = tensorflow
+        return getattr(tensorflow, name)
+
+
+tf: Any = _LazyTF()
 
 #: ``perm`` of a 4-D NCHW ONNX tensor stored NHWC.
 NHWC_PERM = (0, 2, 3, 1)

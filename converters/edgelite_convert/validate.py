@@ -36,6 +36,9 @@ def compare_outputs(ref: np.ndarray, got: np.ndarray, classifier: bool = False) 
         "max_abs_error": float(np.abs(err).max()), "mean_abs_error": float(np.abs(err).mean()),
         "snr_db": float(10 * np.log10(sig / noise)) if noise > 0 else float("inf"),
         "ref_range": [float(ref.min()), float(ref.max())],
+        # one value everywhere, on every sample: a collapsed quantized output when the reference varies
+        "constant": bool(got.size and got.max() == got.min()),
+        "ref_constant": bool(ref.size and ref.max() == ref.min()),
     }
     if classifier and ref.shape[1] > 1:
         out["top1_agreement"] = float((ref.argmax(1) == got.argmax(1)).mean())
@@ -46,8 +49,18 @@ def validate_models(float_model: bytes | str, quant_model: bytes | str, samples:
                     *, classifier: bool | None = None, num_threads: int | None = None) -> dict:
     """Run both models on ``samples`` (``{input_name_or_index: (N, ...)}`` float arrays, in the float
     model's input order) and compare each output (matched by position)."""
+    from edgelite.errors import InvalidModelError
+
     fm = Model(float_model, num_threads=num_threads)
-    qm = Model(quant_model, num_threads=num_threads)
+    xnnpack_error = None
+    try:
+        qm = Model(quant_model, num_threads=num_threads)
+    except InvalidModelError as e:
+        # XNNPACK refuses quantization parameters it cannot requantize (e.g. an activation
+        # range of ~0 from calibration data that never excites it): validate on the
+        # builtin kernels so the report can say what went wrong.
+        xnnpack_error = str(e)
+        qm = Model(quant_model, num_threads=num_threads, delegates=None)
     arrays = list(samples.values())
     n = len(arrays[0])
     ref_outs, q_outs = [], []
@@ -56,6 +69,8 @@ def validate_models(float_model: bytes | str, quant_model: bytes | str, samples:
         ref_outs.append(list(fm.run(feed).values()))
         q_outs.append(list(qm.run(feed).values()))
     report = {"samples": n, "outputs": {}}
+    if xnnpack_error:
+        report["xnnpack_error"] = xnnpack_error
     for j, spec in enumerate(fm.outputs):
         ref = np.concatenate([r[j] for r in ref_outs])
         got = np.concatenate([q[j] for q in q_outs]).astype(np.float32)
@@ -65,3 +80,28 @@ def validate_models(float_model: bytes | str, quant_model: bytes | str, samples:
     cos = [o["cosine_global"] for o in report["outputs"].values()]
     report["cosine_min_over_outputs"] = float(min(cos))
     return report
+
+
+def collapsed_outputs(report: dict, min_cosine: float, min_snr_db: float) -> dict[str, str]:
+    """Outputs of a validation report that look collapsed, with the reason.
+
+    An output collapsed when the quantized model returns one constant value while
+    the float model's output varies, or when its cosine over all held-out samples
+    or its SNR is below the floor. Healthy int8 models are far above the default
+    floors (the zoo: cosine >= 0.98, SNR >= 11 dB on every output).
+    """
+    bad = {}
+    for name, o in (report.get("outputs") or {}).items():
+        if o.get("ref_constant"):
+            continue
+        why = []
+        if o.get("constant"):
+            why.append(f"constant output ({o['ref_range'][0]:.4g}..{o['ref_range'][1]:.4g} in float, one value in "
+                       "the quantized model)")
+        if o["cosine_global"] < min_cosine:
+            why.append(f"cosine {o['cosine_global']:.3f} < {min_cosine}")
+        if o["snr_db"] < min_snr_db:
+            why.append(f"SNR {o['snr_db']:.1f} dB < {min_snr_db} dB")
+        if why:
+            bad[name] = ", ".join(why)
+    return bad

@@ -91,11 +91,40 @@ def _read_source(model) -> tuple[bytes, str]:
     raise InputError(f"model must be a path or bytes, got {type(model).__name__}")
 
 
+#: Custom ops registered only by the MediaPipe framework (its TFLite calculators), which no
+#: ai-edge-litert / tflite-runtime version can run.
+MEDIAPIPE_CUSTOM_OPS = frozenset({
+    "Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "TransformLandmarks",
+    "TransformTensorBilinear", "Landmarks2TransformMatrix", "Resampler", "KerasLayerNormalization",
+})
+
+
+def _unsupported_fix(msg: str) -> str:
+    """The fix for an op the interpreter does not have, by kind of op."""
+    import re
+
+    m = re.search(r"unresolved custom op: ([A-Za-z0-9_.:]+)", msg) or re.search(r"\((Flex[A-Za-z0-9_]+)\)", msg)
+    name = m.group(1).rstrip(".") if m else ("Flex" if "Select TensorFlow op" in msg else None)
+    if name in MEDIAPIPE_CUSTOM_OPS:
+        return (f"'{name}' is a MediaPipe custom op: only the MediaPipe framework registers it, so no "
+                "ai-edge-litert version can run it (upgrading does not help). Fix: run this model with MediaPipe, "
+                "or use/convert a model without MediaPipe ops (a float source model converted with edgelite "
+                "uses builtin ops only)")
+    if name and name.startswith("Flex"):
+        return (f"'{name}' is a TensorFlow (Select TF ops) op, which needs the Flex delegate of full "
+                "TensorFlow. Fix: re-convert with builtin ops only (edgelite's converter never emits them)")
+    if name:
+        return (f"'{name}' is a custom op this runtime does not register. Fix: re-convert with builtin ops only, "
+                "or load the custom op's delegate library (Model(..., delegates=[path]))")
+    return "Fix: upgrade ai-edge-litert (the op or op version is newer than this runtime), or re-convert with " \
+           "builtin ops only"
+
+
 def _map_interpreter_error(e: Exception, where: str) -> Exception:
     msg = str(e)
     if "Didn't find op" in msg or "Encountered unresolved custom op" in msg or "not supported" in msg.lower():
         return UnsupportedModelError(f"{where}: this runtime cannot run the model: {msg.strip()[:500]}. "
-                                     "Fix: upgrade ai-edge-litert, or re-convert with builtin ops only.")
+                                     f"{_unsupported_fix(msg)}.")
     return InvalidModelError(f"{where}: the interpreter rejected the model: {msg.strip()[:500]}. "
                              "The file may be corrupt; re-convert it.")
 
