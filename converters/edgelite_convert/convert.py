@@ -239,9 +239,9 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
         else:
             kind_, src = kind, str(path)
-            src_hash, src_name = _sha256_source(path), path.name
             if kind == "onnx":
-                _precheck_onnx(path)
+                _precheck_onnx(path)  # first: refuses garbage and > 2 GiB files before they are read
+            src_hash, src_name = _sha256_source(path), path.name
         job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,
                "input_type": opts.input_type.value, "output_type": opts.output_type.value,
                "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
