@@ -731,8 +731,9 @@ def unlock_loop(rec, gallery, args, rep: Reporter) -> int:
                 if idx % args.log_every == 0:
                     rep.event("frame", None, frame=idx, t=_r(time.monotonic() - start, 3), fps=_r(fps, 1),
                               faces=[{"name": f.name, "score": _r(f.score, 3), "track": f.track_id,
-                                      "reused": f.reused, "box": [_r(v, 1) for v in f.face.box]}
-                                     for f in res.faces],
+                                      "reused": f.reused, "box": [_r(v, 1) for v in f.face.box],
+                                      **({"live": _r(live_scores[j][1], 3)} if j in live_scores else {})}
+                                     for j, f in enumerate(res.faces)],
                               streaks=dict(streaks), timings_ms={a: _r(b) for a, b in timings.items()})
                 if not rep.headless and rep.status_due():
                     who = ", ".join(f"{f.name or 'unknown'} {f.score:.2f}" for f in res.faces) or "no face"

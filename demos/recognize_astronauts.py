@@ -31,7 +31,9 @@ SCENES = ["Morgan_and_Hague_ISS.jpg", "Andrew_Morgan_ISS.jpg"]
 def ensure_models(precision: str) -> None:
     from edgelite import zoo
 
-    missing = [n for n in zoo.ZOO_MODELS if not zoo.model_path(n, precision).is_file()]
+    # A model without its SHA-256 sidecar (built before integrity checks) counts as missing.
+    missing = [n for n in zoo.ZOO_MODELS if not zoo.model_path(n, precision).is_file()
+               or not zoo.sha256_sidecar(zoo.model_path(n, precision)).is_file()]
     if not missing:
         return
     print(f"building zoo models {missing} (first run only) ...", flush=True)
@@ -40,7 +42,7 @@ def ensure_models(precision: str) -> None:
     except ImportError:
         sys.exit("the zoo models are missing and the converter is not installed: "
                  "pip install 'edgelite[convert]' && edgelite models build")
-    build_zoo(progress=True)
+    build_zoo(progress=True, names=("yunet_320", "yunet_640", "sface"))
 
 
 def annotate(image: np.ndarray, result, path: Path) -> None:

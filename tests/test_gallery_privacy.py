@@ -211,7 +211,7 @@ def test_ordinary_unicode_names_still_work():
 def test_cli_enroll_with_non_utf8_name_is_a_typed_error(tmp_path, zoo_models):
     db = tmp_path / "g.sqlite"
     img = ROOT / "data" / "faces" / "demo" / "Andrew_Morgan.jpg"
-    argv = [sys.executable, "-m", "edgelite.cli", "face", "enroll", os.fsdecode(b"Ann\xff"), str(img), "--db", str(db)]
+    argv = [sys.executable, "-m", "edgelite.cli", "enroll", os.fsdecode(b"Ann\xff"), str(img), "--db", str(db)]
     r = subprocess.run([os.fsencode(a) for a in argv], capture_output=True, cwd=ROOT)
     assert r.returncode == 2, r.stderr.decode(errors="replace")
     assert b"Traceback" not in r.stderr

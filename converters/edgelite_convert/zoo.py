@@ -38,7 +38,7 @@ from edgelite.preprocess import PreprocessSpec
 from edgelite.zoo import atomic_write_bytes
 
 from .convert import ConvertOptions, convert
-from .sources import SOURCE_MODELS, fetch_sources
+from .sources import LIVENESS_SOURCES, SOURCE_MODELS, fetch_sources, liveness_sources
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,80 @@ def _golden(model_bytes: bytes, raw_input: np.ndarray) -> dict:
     return g
 
 
+def liveness_calibration(detector, subjects=CALIB_SUBJECTS, data: Path = DATA, size: int = 320,
+                         seed: int = 0, flip: bool = True) -> tuple[dict[str, list[np.ndarray]], dict]:
+    """Liveness crops (RGB 80x80, one list per MiniFASNet) from ORL faces on NASA backgrounds.
+
+    MiniFASNet looks at the face *with context* (2.7x and 4x the face box), so
+    each ORL face (a tight crop) is pasted at 70-130 px onto a background cut
+    from the NASA photos, found by our float YuNet, and cropped by
+    :func:`edgelite.face.liveness.liveness_crop`, the function inference uses.
+    The photos' own faces are not used, so they stay a held-out check.
+    """
+    cv2 = _cv2()
+    from edgelite.face.liveness import LIVENESS_MODELS, liveness_crop
+    rng = np.random.default_rng(seed)
+    photos = [load_image(p) for p in sorted((data / "demo").glob("*")) if p.suffix.lower() in (".jpg", ".png")]
+    files = [p for s in subjects for p in sorted((data / "orl" / s).glob("*.pgm"))]
+    out: dict[str, list[np.ndarray]] = {n: [] for n in LIVENESS_MODELS}
+    failed = 0
+    for p in files:
+        src = photos[rng.integers(len(photos))]
+        h, w = src.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.2, 0.6))
+        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        canvas = cv2.resize(src[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+        face = load_image(p)
+        fw = int(rng.uniform(70, 130))
+        fh = int(fw * 112 / 92)
+        face = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_LINEAR)
+        py = rng.integers(size // 4 - fh // 4, size - fh - size // 8)
+        px = rng.integers(size // 8, size - fw - size // 8)
+        canvas[py:py + fh, px:px + fw] = face
+        res = detector.detect(canvas)
+        if not len(res):
+            failed += 1
+            continue
+        f = res.largest()
+        variants = [canvas]
+        if flip:
+            variants.append(np.ascontiguousarray(canvas[:, ::-1]))
+        for k, img in enumerate(variants):
+            box = f.box if k == 0 else np.array([size - f.box[2], f.box[1], size - f.box[0], f.box[3]], np.float32)
+            for name, scale in LIVENESS_MODELS.items():
+                out[name].append(liveness_crop(img, box, scale))
+    return out, {"images": len(files), "no_face": failed, "crops": len(out["minifasnet_v2"]), "mirrored": flip}
+
+
+def build_liveness(cache=None, *, progress: bool = True, say=print) -> dict:
+    """Convert the two MiniFASNet liveness models (int8 + float32) into the zoo."""
+    from edgelite.face.detector import FaceDetector
+    srcs = liveness_sources()
+    det = FaceDetector.from_model(rzoo.require_model("yunet_320", "float32", cache))
+    crops, stats = liveness_calibration(det)
+    spec = PreprocessSpec(size=(80, 80), resize="none", color="BGR", mean=0.0, std=1.0)
+    report = {}
+    for name, src in srcs.items():
+        meta = LIVENESS_SOURCES[name]
+        say(f"[zoo] building {name} (int8 + float32) from {src.name} ...")
+        t0 = time.perf_counter()
+        calib = [spec.normalize(c) for c in crops[name]]
+        res = convert(src, calibration=calib, preprocess=spec, task="face_liveness", name=name,
+                      input_shapes={"input": [1, 3, 80, 80]},
+                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=16),
+                      progress=progress, extra_metadata={"source_license": meta.license, "origin": meta.origin,
+                                                         "calibration_crops": stats})
+        rep = {**res.report, "calibration_crops": stats, "build_seconds": round(time.perf_counter() - t0, 1)}
+        _write(cache, name, "int8", res.model, rep, _golden(res.model, calib[-1]))
+        _write(cache, name, "float32", res.float_model, {"source": rep["source"], "precision": "float32"},
+               _golden(res.float_model, calib[-1]))
+        report[name] = _summary(rep)
+        say(f"[zoo] {name}: {_fmt(rep)}")
+    return report
+
+
 def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool = True,
-              names=("yunet_320", "yunet_640", "sface")) -> dict:
+              names=("yunet_320", "yunet_640", "sface", "minifasnet")) -> dict:
     """Build the zoo models (skipping those present unless ``force``); return a report."""
     t_all = time.perf_counter()
     srcs = fetch_sources(source_dir, cache=cache)
@@ -220,6 +292,8 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
                _golden(res.float_model, calib[-1]))
         report["models"]["sface"] = _summary(rep)
         say(f"[zoo] sface: {_fmt(rep)}")
+    if "minifasnet" in names and (force or not all(present(n) for n in rzoo.OPTIONAL_MODELS)):
+        report["models"].update(build_liveness(cache, progress=progress, say=say))
     report["seconds"] = round(time.perf_counter() - t_all, 1)
     report["list"] = [e.to_dict() for e in rzoo.list_models(cache)]
     return report

@@ -44,6 +44,13 @@ ZOO_MODELS = {
     "yunet_640": "face detector: YuNet 2023mar at 640x640 (OpenCV model zoo, MIT)",
     "sface": "face embedder: SFace 2021dec, 112x112 -> 128-D (OpenCV model zoo, Apache-2.0)",
 }
+#: Optional zoo models: built by ``edgelite models build`` like the others, but
+#: nothing requires them unless their feature is used (``FaceLivenessChecker``,
+#: ``face_unlock --liveness``).
+OPTIONAL_MODELS = {
+    "minifasnet_v2": "face liveness: MiniFASNetV2 80x80, crop scale 2.7 (Silent-Face-Anti-Spoofing, Apache-2.0)",
+    "minifasnet_v1se": "face liveness: MiniFASNetV1SE 80x80, crop scale 4.0 (Silent-Face-Anti-Spoofing, Apache-2.0)",
+}
 PRECISIONS = ("int8", "float32")
 
 
@@ -68,8 +75,8 @@ def sources_dir(override: str | os.PathLike | None = None) -> Path:
 
 def model_path(name: str, precision: str = "int8", cache: str | os.PathLike | None = None) -> Path:
     """Path where zoo model ``name`` at ``precision`` lives (may not exist yet)."""
-    if name not in ZOO_MODELS:
-        raise ZooError(f"unknown zoo model {name!r}; known: {', '.join(ZOO_MODELS)}")
+    if name not in ZOO_MODELS and name not in OPTIONAL_MODELS:
+        raise ZooError(f"unknown zoo model {name!r}; known: {', '.join([*ZOO_MODELS, *OPTIONAL_MODELS])}")
     if precision not in PRECISIONS:
         raise ZooError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     return models_dir(cache) / f"{name}-{precision}.tflite"
@@ -215,7 +222,7 @@ class ZooEntry:
 def list_models(cache: str | os.PathLike | None = None) -> list[ZooEntry]:
     """List the zoo models present in the cache (built ones only)."""
     out = []
-    for name in ZOO_MODELS:
+    for name in [*ZOO_MODELS, *OPTIONAL_MODELS]:
         for precision in PRECISIONS:
             p = model_path(name, precision, cache)
             if p.is_file():

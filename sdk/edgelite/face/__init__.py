@@ -52,6 +52,11 @@ _LAZY = {
     "FaceRecognizerOptions": "edgelite.face.recognizer",
     "RecognizedFace": "edgelite.face.recognizer",
     "RecognitionResult": "edgelite.face.recognizer",
+    "FaceTracker": "edgelite.face.tracker",
+    "FaceLivenessChecker": "edgelite.face.liveness",
+    "FaceLivenessOptions": "edgelite.face.liveness",
+    "LivenessResult": "edgelite.face.liveness",
+    "GalleryPermissionWarning": "edgelite.face.gallery",
     # convenience (layer 3)
     "detect_faces": "edgelite.face.api",
     "embed_faces": "edgelite.face.api",

@@ -40,6 +40,16 @@ Design choices:
   existing gallery that is group- or world-readable emits one
   :class:`GalleryPermissionWarning` per path naming the fix (``chmod 600``); it is
   not refused, because the file may be shared on purpose.
+* **Optional encryption at rest** (``key=``, or ``$EDGELITE_GALLERY_KEY_FILE`` /
+  ``$EDGELITE_GALLERY_KEY``; needs the ``crypto`` extra, the ``cryptography``
+  package): each template and its ``source`` text are sealed with AES-256-GCM
+  under a 32-byte key, with a fresh 96-bit nonce per value and the person id,
+  model id and dimension as associated data (a template moved to another person
+  fails to decrypt). Names, creation times and model ids stay in clear: lookups by
+  name need them. Threat model: protects templates in a copied file, a backup or a
+  lost SD card when the key is kept elsewhere (another device, a separate mount, a
+  secret store); it does not protect against anyone who can read the key, i.e.
+  root or the service user on a running device. See docs/face.md.
 * **Foreign files stay untouched.** An SQLite file that is not a gallery is
   recognised by a read-only look at its schema *before* anything is written (the
   switch to WAL journaling is a write), and refused.
@@ -199,6 +209,96 @@ def _warn_if_exposed(path: Path) -> None:
         )
 
 
+#: Environment variables read when ``FaceGallery(key=None)``: a file holding the key
+#: (32 raw bytes, or its base64 text), or the base64 key itself.
+ENV_KEY_FILE = "EDGELITE_GALLERY_KEY_FILE"
+ENV_KEY = "EDGELITE_GALLERY_KEY"
+_ENC_SCHEME = "aes-256-gcm"
+_NONCE = 12
+_TAG = 16
+_KEY_CHECK = b"edgelite-face-gallery-key-check"
+
+
+def generate_key() -> bytes:
+    """A new random 32-byte gallery key (store it away from the gallery; see docs/face.md)."""
+    return os.urandom(32)
+
+
+def _parse_key(raw: bytes, where: str) -> bytes:
+    import base64
+    import binascii
+
+    raw = raw.strip() if len(raw) != 32 else raw
+    if len(raw) == 32:
+        return bytes(raw)
+    try:
+        key = base64.b64decode(raw, altchars=b"-_" if (b"-" in raw or b"_" in raw) else None, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise GalleryError(f"{where}: a gallery key must be 32 bytes (raw, or base64 of 32 bytes); "
+                           "make one with edgelite.face.gallery.generate_key()")
+    return key
+
+
+def load_key(key: bytes | str | os.PathLike | None = None) -> bytes | None:
+    """Resolve a gallery key: ``bytes`` (raw 32 or base64), a path to a key file, or the environment.
+
+    With ``None``, ``$EDGELITE_GALLERY_KEY_FILE`` then ``$EDGELITE_GALLERY_KEY`` are
+    read; ``None`` is returned when neither is set (no encryption).
+
+    Raises:
+        GalleryError: the key is not 32 bytes, or the key file cannot be read.
+    """
+    if isinstance(key, (bytes, bytearray)):
+        return _parse_key(bytes(key), "key")
+    if isinstance(key, (str, os.PathLike)):
+        path = os.fspath(key)
+    elif key is None:
+        path = os.environ.get(ENV_KEY_FILE) or None
+        if path is None:
+            env = os.environ.get(ENV_KEY)
+            return None if not env else _parse_key(env.encode(), f"${ENV_KEY}")
+    else:
+        raise InputError(f"key must be bytes, a key file path or None, got {type(key).__name__}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except OSError as exc:
+        raise GalleryError(f"cannot read the gallery key file {path!r}: {exc.strerror or exc}") from None
+    return _parse_key(data, f"key file {path!r}")
+
+
+class _Sealer:
+    """AES-256-GCM sealing of template blobs and source texts (``cryptography``)."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        except ImportError:
+            raise GalleryError("gallery encryption needs the 'cryptography' package: "
+                               "pip install 'edgelite[crypto]'") from None
+        self._aead = AESGCM(key)
+
+    def seal(self, data: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def open(self, blob: bytes, aad: bytes) -> bytes | None:
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+
+        if len(blob) < _NONCE + _TAG:
+            return None
+        try:
+            return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad)
+        except InvalidTag:
+            return None
+
+
+def _template_aad(person_id: int, model_id: str, dim: int) -> bytes:
+    return f"edgelite-template\x00{person_id}\x00{model_id}\x00{dim}".encode()
+
+
 def validate_name(name: Any) -> str:
     """Check a person name and return it unchanged.
 
@@ -312,6 +412,11 @@ class FaceGallery:
             exist; with ``False`` a missing or empty (0-byte) file raises
             :class:`~edgelite.errors.GalleryError`.
         busy_timeout: seconds to wait for another process's write lock.
+        key: encrypt templates at rest (AES-256-GCM): 32 raw bytes, their
+            base64, or a key file path; ``None`` reads ``$EDGELITE_GALLERY_KEY_FILE``
+            / ``$EDGELITE_GALLERY_KEY`` and means no encryption when neither is
+            set. A new (or still empty) gallery opened with a key is encrypted;
+            an encrypted one needs its key, and a wrong key is refused.
 
     Raises:
         GalleryError: the file cannot be opened/created, is not a gallery, or has
@@ -326,8 +431,11 @@ class FaceGallery:
         threshold: float | None = None,
         create: bool = True,
         busy_timeout: float = 5.0,
+        key: bytes | str | os.PathLike | None = None,
     ) -> None:
         self._lock = threading.RLock()
+        self._key = load_key(key)
+        self._sealer: _Sealer | None = None
         self._conn: sqlite3.Connection | None = None
         self._cache: _Matrix | None = None
         self._check_perms = False
@@ -517,6 +625,7 @@ class FaceGallery:
                 raise GalleryError(f"{self._path!r} is not an edgelite face gallery (format {fmt!r})")
             version = self._meta_int(conn, "schema_version") or 0
             self._meta_int(conn, "dim")
+            self._init_encryption(conn)
             if version > SCHEMA_VERSION:
                 raise GalleryError(
                     f"gallery {self._path!r} has schema version {version}, newer than this edgelite "
@@ -531,6 +640,60 @@ class FaceGallery:
                         f"gallery {self._path!r} holds embeddings of model {bound!r}, "
                         f"but it was opened for model {model_id!r}; use a separate gallery per model"
                     )
+
+    def _init_encryption(self, conn: sqlite3.Connection) -> None:
+        import base64
+
+        scheme = self._meta(conn, "encryption")
+        if scheme is None:
+            if self._key is None:
+                return
+            (n,) = conn.execute("SELECT COUNT(*) FROM templates").fetchone()
+            if n:
+                raise GalleryError(
+                    f"gallery {self._path!r} holds {n} unencrypted template(s) but a key was given; "
+                    "encrypt by re-enrolling into a new gallery opened with the key (then delete this one), "
+                    f"or open it without a key (unset ${ENV_KEY_FILE} / ${ENV_KEY})"
+                )
+            self._sealer = _Sealer(self._key)
+            self._set_meta(conn, "encryption", _ENC_SCHEME)
+            check = self._sealer.seal(_KEY_CHECK, b"key_check")
+            self._set_meta(conn, "key_check", base64.b64encode(check).decode())
+            return
+        if scheme != _ENC_SCHEME:
+            raise GalleryError(f"gallery {self._path!r} uses encryption {scheme!r}, which this edgelite "
+                               "does not know; upgrade edgelite")
+        if self._key is None:
+            raise GalleryError(
+                f"gallery {self._path!r} is encrypted; give its key (key=..., or ${ENV_KEY_FILE} naming the "
+                f"key file, or ${ENV_KEY})"
+            )
+        self._sealer = _Sealer(self._key)
+        try:
+            check = base64.b64decode(self._meta(conn, "key_check") or "", validate=True)
+        except ValueError:
+            check = b""
+        if self._sealer.open(check, b"key_check") != _KEY_CHECK:
+            raise GalleryError(f"gallery {self._path!r}: wrong key (it does not open this gallery)")
+
+    @property
+    def encrypted(self) -> bool:
+        """True when templates are sealed with a key (see the ``key`` argument)."""
+        return self._sealer is not None
+
+    def _encode_vec(self, person_id: int, model_id: str, dim: int, vec: np.ndarray) -> bytes:
+        raw = vec.astype("<f4").tobytes()
+        if self._sealer is None:
+            return raw
+        return self._sealer.seal(raw, _template_aad(person_id, model_id, dim))
+
+    def _encode_source(self, person_id: int, source: str | None) -> str | None:
+        if source is None or self._sealer is None:
+            return source
+        import base64
+
+        sealed = self._sealer.seal(source.encode("utf-8"), f"edgelite-source\x00{person_id}".encode())
+        return "sealed:" + base64.b64encode(sealed).decode()
 
     def _check_model(self, conn: sqlite3.Connection, model_id: str, dim: int | None, what: str) -> None:
         bound = self._meta(conn, "model_id")
@@ -671,7 +834,8 @@ class FaceGallery:
                 cur = conn.execute(
                     "INSERT INTO templates(person_id, model_id, dim, embedding, created, source) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (person_id, model_id, dim, vec.astype("<f4").tobytes(), now, source),
+                    (person_id, model_id, dim, self._encode_vec(person_id, model_id, dim, vec), now,
+                     self._encode_source(person_id, source)),
                 )
                 ids.append(int(cur.lastrowid))
         return ids
@@ -759,9 +923,9 @@ class FaceGallery:
             if row is None:
                 raise GalleryError(f"no person named {name!r} in gallery {self._path!r}")
             blobs = conn.execute(
-                "SELECT id, dim, embedding FROM templates WHERE person_id = ? ORDER BY id", (row[0],)
+                "SELECT id, dim, embedding, model_id FROM templates WHERE person_id = ? ORDER BY id", (row[0],)
             ).fetchall()
-        return np.stack([self._decode_blob(tid, dim, blob) for tid, dim, blob in blobs])
+            return np.stack([self._decode_blob(tid, dim, blob, row[0], mid) for tid, dim, blob, mid in blobs])
 
     def __len__(self) -> int:
         with self._read("len") as conn:
@@ -773,7 +937,24 @@ class FaceGallery:
         with self._read("contains") as conn:
             return conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
 
-    def _decode_blob(self, template_id: int, dim: Any, blob: bytes) -> np.ndarray:
+    def _open_blob(self, person_id: int, model_id: Any, dim: Any, blob: Any) -> bytes | None:
+        """The plaintext float32 bytes of a stored template, or ``None`` if it does not open."""
+        if not isinstance(blob, bytes) or not isinstance(dim, int):
+            return None
+        if self._sealer is None:
+            return blob
+        return self._sealer.open(blob, _template_aad(person_id, str(model_id), dim))
+
+    def _decode_blob(self, template_id: int, dim: Any, blob: bytes, person_id: int = 0,
+                     model_id: Any = None) -> np.ndarray:
+        if self._sealer is not None:
+            opened = self._open_blob(person_id, model_id, dim, blob)
+            if opened is None:
+                raise GalleryError(
+                    f"gallery {self._path!r}: template {template_id} does not decrypt with this key (tampered "
+                    "with, moved to another person, or corrupt); run integrity_check()"
+                )
+            blob = opened
         if not isinstance(dim, int) or not isinstance(blob, bytes) or len(blob) != 4 * dim:
             raise GalleryError(
                 f"gallery {self._path!r}: template {template_id} is corrupt "
@@ -797,13 +978,13 @@ class FaceGallery:
         if self._cache is not None and self._cache.data_version == version:
             return self._cache
         rows = conn.execute(
-            "SELECT t.id, t.person_id, p.name, t.dim, t.embedding FROM templates t "
+            "SELECT t.id, t.person_id, p.name, t.dim, t.embedding, t.model_id FROM templates t "
             "JOIN people p ON p.id = t.person_id ORDER BY t.person_id, t.id"
         ).fetchall()
         model_id = self._meta(conn, "model_id")
         dim = self._meta_int(conn, "dim")
         if rows:
-            emb = np.stack([self._decode_blob(tid, d, blob) for tid, _, _, d, blob in rows])
+            emb = np.stack([self._decode_blob(tid, d, blob, pid, mid) for tid, pid, _, d, blob, mid in rows])
             pids = np.array([r[1] for r in rows], dtype=np.int64)
             starts = np.flatnonzero(np.r_[True, pids[1:] != pids[:-1]])
             names = [rows[i][2] for i in starts]
@@ -921,10 +1102,18 @@ class FaceGallery:
             except ValueError:
                 problems.append(f"meta.dim is {dim_s!r}, not an integer")
                 dim = None
-            for tid, mid, tdim, blob in conn.execute("SELECT id, model_id, dim, embedding FROM templates"):
-                if not isinstance(blob, bytes) or len(blob) != 4 * int(tdim):
+            for tid, pid, mid, tdim, blob in conn.execute(
+                "SELECT id, person_id, model_id, dim, embedding FROM templates"
+            ):
+                if self._sealer is not None:
+                    opened = self._open_blob(pid, mid, tdim, blob)
+                    if opened is None:
+                        problems.append(f"template {tid}: does not decrypt with this key (tampered or corrupt)")
+                        continue
+                    blob = opened
+                if not isinstance(tdim, int) or not isinstance(blob, bytes) or len(blob) != 4 * tdim:
                     n = len(blob) if isinstance(blob, (bytes, str)) else type(blob).__name__
-                    problems.append(f"template {tid}: embedding has {n} bytes, expected {4 * int(tdim)} (dim {tdim})")
+                    problems.append(f"template {tid}: embedding has {n} bytes for dim {tdim!r}")
                     continue
                 if dim is not None and int(tdim) != dim:
                     problems.append(f"template {tid}: dim {tdim} differs from the gallery's {dim}")
@@ -952,5 +1141,9 @@ __all__ = [
     "DIR_MODE",
     "FaceGallery",
     "GalleryPermissionWarning",
+    "ENV_KEY",
+    "ENV_KEY_FILE",
+    "generate_key",
+    "load_key",
     "validate_name",
 ]
