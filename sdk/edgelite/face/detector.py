@@ -142,6 +142,39 @@ class FaceDetector(Task):
 
     __call__ = detect
 
+    def detect_many(self, images) -> list[DetectionResult]:
+        """:meth:`detect` for several images, with one model run per input size.
+
+        Images that map to the same input size are letterboxed and stacked into one
+        batch (the zoo models are batch-polymorphic; a batch-1 model file is run in a
+        loop by :class:`edgelite.Model`). Results equal :meth:`detect` on each image.
+        What a batch buys on a given CPU is measured by
+        ``device_tests/bench_model_batch.py``; the server uses this for micro-batching.
+        """
+        imgs = [as_rgb(im) for im in images]
+        groups: dict[int, list[int]] = {}
+        for k, img in enumerate(imgs):
+            groups.setdefault(self.choose_size(img.shape[:2]), []).append(k)
+        out: list = [None] * len(imgs)
+        o = self.options
+        for size, idx in groups.items():
+            t0 = time.perf_counter()
+            m = self.model(size)
+            spec = self.spec(m)
+            plans = [spec.plan(imgs[k].shape[:2]) for k in idx]
+            x = spec.to_tensor(np.stack([p.apply(imgs[k]) for p, k in zip(plans, idx)]), m.inputs[0])
+            t1 = time.perf_counter()
+            outs = m.run(x, quantize=False)
+            t2 = time.perf_counter()
+            for j, (k, plan) in enumerate(zip(idx, plans)):
+                res = decode_yunet({n: v[j:j + 1] for n, v in outs.items()}, spec.size,
+                                   score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
+                                   top_k=o.top_k, max_faces=o.max_faces, plan=plan)
+                n = len(idx)
+                out[k] = dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3 / n,
+                                                           "inference": (t2 - t1) * 1e3 / n, "batch": n})
+        return out
+
     def _detect_rgb(self, img: np.ndarray) -> DetectionResult:
         """:meth:`detect` for an image already validated by ``as_rgb`` (one check per frame)."""
         t0 = time.perf_counter()

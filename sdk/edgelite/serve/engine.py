@@ -410,30 +410,36 @@ class Engine:
             return response_for_exception(e)
 
     # -- face ops ----------------------------------------------------------------
-    def _detector_for(self, hw):
-        from ..face.detector import AUTO_SMALL_MAX_SIDE
-
-        dets, _ = self._face_models()
-        if 640 in dets and (max(hw) > AUTO_SMALL_MAX_SIDE or 320 not in dets):
-            return dets[640]
-        return dets[min(dets)]
-
-    def _parse_face_request(self, r: Request) -> dict:
-        """Decode and detect. Returns a dict of what the request needs next."""
-        p = r.params
-        job: dict = {"req": r}
+    def _decode_face_request(self, r: Request) -> dict:
+        """Decode the request's image(s); detection happens for the whole batch at once."""
         if r.op == "verify" and media_type(r.content_type) in (JSON_MIME, "multipart/form-data"):
             images = self._two_images(r)
         else:
             images = [decode_image(r.body, r.content_type)]
-        min_score = _param(p, "min_score", float, 0.0, 0.0, 1.0)
-        max_faces = _param(p, "max_faces", int, None, 1, 10_000)
-        job["images"] = []
-        for img in images:
-            det = self._detector_for(img.shape[:2])._detect_rgb(img)
-            faces = [f for f in det.faces if f.score >= min_score][:max_faces]
-            job["images"].append((img, faces))
-        return job
+        return {"req": r, "raw": images,
+                "min_score": _param(r.params, "min_score", float, 0.0, 0.0, 1.0),
+                "max_faces": _param(r.params, "max_faces", int, None, 1, 10_000)}
+
+    def _detect_all(self, jobs: list) -> None:
+        """One detector run per input size for every image of every request of the batch."""
+        from ..face.detector import AUTO_SMALL_MAX_SIDE
+
+        dets, _ = self._face_models()
+        by_size: dict[int, list] = {}
+        for job in jobs:
+            if isinstance(job, dict):
+                for k, img in enumerate(job["raw"]):
+                    size = 640 if 640 in dets and (max(img.shape[:2]) > AUTO_SMALL_MAX_SIDE or 320 not in dets) \
+                        else min(dets)
+                    by_size.setdefault(size, []).append((job, k))
+        for size, items in by_size.items():
+            results = dets[size].detect_many([job["raw"][k] for job, k in items])
+            for (job, k), det in zip(items, results):
+                faces = [f for f in det.faces if f.score >= job["min_score"]][:job["max_faces"]]
+                job.setdefault("found", {})[k] = faces
+        for job in jobs:
+            if isinstance(job, dict):
+                job["images"] = [(img, job["found"][k]) for k, img in enumerate(job["raw"])]
 
     def _two_images(self, r: Request) -> list[np.ndarray]:
         mt = media_type(r.content_type)
@@ -461,18 +467,19 @@ class Engine:
 
         _, embedder = self._face_models()
         jobs: list[dict | Response] = []
-        crops, owners = [], []  # every face to embed, and (job, image, face) it belongs to
         for r in reqs:
             try:
-                job = self._parse_face_request(r)
+                jobs.append(self._decode_face_request(r))
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as e:  # noqa: BLE001
                 jobs.append(response_for_exception(e))
+        self._detect_all(jobs)
+        crops, owners = [], []  # every face to embed, and (job, image, face) it belongs to
+        for ji, job in enumerate(jobs):
+            if isinstance(job, Response) or job["req"].op == "detect":
                 continue
-            jobs.append(job)
-            if r.op == "detect":
-                continue
+            r = job["req"]
             for k, (img, faces) in enumerate(job["images"]):
                 if not faces:
                     continue
@@ -480,14 +487,14 @@ class Engine:
                     try:
                         chosen = DetectionResult(tuple(faces), img.shape[:2]).select(r.params.get("select") or "largest")
                     except InputError as e:
-                        jobs[-1] = response_for_exception(e)
+                        jobs[ji] = response_for_exception(e)
                         break
                     sel = [faces.index(chosen)]
                 else:
                     sel = list(range(len(faces)))
                 lms = np.stack([faces[j].landmarks for j in sel])
                 crops.append(align_faces(img, lms))
-                owners.extend((len(jobs) - 1, k, j) for j in sel)
+                owners.extend((ji, k, j) for j in sel)
         emb = embedder.embed(np.concatenate(crops)) if crops else np.zeros((0, 128), np.float32)
         per_job: dict = {}
         for row, (ji, k, j) in enumerate(owners):
