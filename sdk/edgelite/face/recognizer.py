@@ -141,6 +141,9 @@ class FaceRecognizer(Task):
         if isinstance(gallery, (str, os.PathLike)):
             from .gallery import FaceGallery
             gallery = FaceGallery(gallery)
+        elif gallery is not None and not hasattr(gallery, "identify"):
+            raise InputError(f"gallery must be a FaceGallery, a path to one, or None, got {type(gallery).__name__}"
+                             + ("; pass options as options=..." if isinstance(gallery, FaceRecognizerOptions) else ""))
         self.gallery = gallery
         self.tracker = FaceTracker(iou_threshold=o.track_iou, max_age=o.max_track_age,
                                    reembed_every=o.reembed_every, min_appearance=o.min_appearance)
