@@ -215,7 +215,7 @@ def build_liveness(cache=None, *, progress: bool = True, say=print) -> dict:
         meta = LIVENESS_SOURCES[name]
         say(f"[zoo] building {name} (int8 + float32) from {src.name} ...")
         t0 = time.perf_counter()
-        calib = [spec.normalize(c) for c in crops[name]]
+        calib = [spec.apply(c) for c in crops[name]]
         res = convert(src, calibration=calib, preprocess=spec, task="face_liveness", name=name,
                       input_shapes={"input": [1, 3, 80, 80]},
                       options=ConvertOptions(max_calibration_samples=len(calib), holdout=16),

@@ -29,15 +29,16 @@ detector's landmarks over several frames) is described in docs/face.md.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any, Sequence
 
 import numpy as np
 
 from .. import zoo
 from ..errors import InputError
-from ..image import check_image
+from ..image import as_rgb
 from ..model import Model
+from ..preprocess import PreprocessSpec
+from ..task import Task
 
 #: Zoo model name -> crop scale of the original project.
 LIVENESS_MODELS: dict[str, float] = {"minifasnet_v2": 2.7, "minifasnet_v1se": 4.0}
@@ -143,7 +144,12 @@ class FaceLivenessOptions:
             raise InputError(f"model_paths keys must be among {sorted(LIVENESS_MODELS)}, got {sorted(self.model_paths)}")
 
 
-class FaceLivenessChecker:
+#: The input of the MiniFASNets for a model file that does not embed it (the zoo's
+#: do): 80x80 BGR crops, 0..255, no normalisation (the original pre-processing).
+LIVENESS_SPEC = PreprocessSpec(size=(LIVENESS_INPUT, LIVENESS_INPUT), resize="none", color="BGR", mean=0.0, std=1.0)
+
+
+class FaceLivenessChecker(Task):
     """Is this face real or a presentation attack? Two int8 MiniFASNets, averaged.
 
     Example::
@@ -154,32 +160,30 @@ class FaceLivenessChecker:
             print(verdict.is_real, verdict.score)
 
     Cost: two 80x80 models per face (measured in docs/face.md). Models load
-    lazily on first use.
+    lazily on first use; crops become model inputs through each model's embedded
+    :class:`~edgelite.preprocess.PreprocessSpec` (one input path).
     """
 
+    Options = FaceLivenessOptions
+
     def __init__(self, options: FaceLivenessOptions | None = None, **overrides) -> None:
-        if options is not None and overrides:
-            options = dataclasses.replace(options, **overrides)
-        self.options = options or FaceLivenessOptions(**overrides)
+        super().__init__(options, **overrides)
         self.threshold = (DEFAULT_LIVENESS_THRESHOLD if self.options.threshold is None
                           else float(self.options.threshold))
-        self._models: dict[str, Model] = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def from_zoo(cls, precision: str = "int8", **kw) -> "FaceLivenessChecker":
-        kw = {k: v for k, v in kw.items() if v is not None}
-        return cls(FaceLivenessOptions(precision=precision, **kw))
+        return cls(precision=precision, **{k: v for k, v in kw.items() if v is not None})
 
     def models(self) -> dict[str, Model]:
         """The two loaded models (verified against their recorded SHA-256 when from the zoo)."""
-        with self._lock:
-            if not self._models:
-                o = self.options
-                for name in LIVENESS_MODELS:
-                    path = (o.model_paths or {}).get(name) or zoo.require_model(name, o.precision, o.cache_dir)
-                    self._models[name] = Model(path, num_threads=o.num_threads)
-            return self._models
+        o = self.options
+
+        def loader(name):
+            return lambda: Model((o.model_paths or {}).get(name) or zoo.require_model(name, o.precision, o.cache_dir),
+                                 num_threads=o.num_threads)
+
+        return {name: self._model(name, loader(name)) for name in LIVENESS_MODELS}
 
     def crops(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> dict[str, np.ndarray]:
         """``{model name: uint8 (N, 80, 80, 3) RGB crops}`` for the given face boxes."""
@@ -189,14 +193,14 @@ class FaceLivenessChecker:
 
     def probabilities(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndarray:
         """Averaged class probabilities, ``float32 (N, 3)``."""
-        img = check_image(image)
+        img = as_rgb(image)
         total = np.zeros((len(boxes), 3), np.float64)
         if not len(boxes):
             return total.astype(np.float32)
         crops = self.crops(img, boxes)
         for name, m in self.models().items():
-            x = crops[name][..., ::-1].astype(np.float32)  # RGB -> BGR, 0..255
-            logits = np.asarray(m(x), np.float64).reshape(len(boxes), -1)
+            x = (m.preprocessing or LIVENESS_SPEC).to_tensor(crops[name], m.inputs[0])
+            logits = np.asarray(m(x, quantize=False), np.float64).reshape(len(boxes), -1)
             if logits.shape[1] != 3:
                 raise InputError(f"liveness model {name} gives {logits.shape[1]} outputs, expected 3")
             e = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -214,17 +218,3 @@ class FaceLivenessChecker:
         probs = self.probabilities(image, boxes)
         return [LivenessResult(float(p[REAL_CLASS]), bool(p[REAL_CLASS] >= self.threshold), self.threshold,
                                tuple(float(v) for v in p)) for p in probs]
-
-    def close(self) -> None:
-        with self._lock:
-            self._models.clear()
-
-    def __enter__(self) -> "FaceLivenessChecker":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-__all__ = ["FaceLivenessChecker", "FaceLivenessOptions", "LivenessResult", "liveness_box", "liveness_crop",
-           "LIVENESS_MODELS", "DEFAULT_LIVENESS_THRESHOLD"]
