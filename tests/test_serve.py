@@ -425,3 +425,19 @@ def test_gallery_routes_are_off_without_a_token(model_dir, tmp_path):
     finally:
         s.stop()
     assert "Mallory" not in log and "Nick Hague" not in log  # names and bodies never logged
+
+
+def test_a_tampered_model_with_a_recorded_sha256_is_refused_at_start(model_dir, zoo_models, tmp_path):
+    bad = tmp_path / "model"
+    shutil.copytree(model_dir, bad)
+    for n in ("yunet_320-int8", "sface-int8"):
+        shutil.copy(zoo_models / f"{n}.tflite.sha256", bad / f"{n}.tflite.sha256")
+    data = bytearray((bad / "sface-int8.tflite").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the weights
+    (bad / "sface-int8.tflite").write_bytes(bytes(data))
+    s = ServerProcess(["--model-dir", str(bad), "--workers", "1"], log=tmp_path / "log")
+    try:
+        assert s.proc.wait(60) == 2
+        assert "SHA-256" in s.log() and "sface-int8" in s.log()
+    finally:
+        s.stop()

@@ -245,6 +245,9 @@ def resolve_model_files(model_dir: Path | None, precision: str = "int8", *, gall
         if (d / "models").is_dir() and not any(d.glob("*.tflite")):
             d = d / "models"
     models = {p.stem: str(p) for p in sorted(d.glob("*.tflite")) if p.is_file()}
+    for p in models.values():  # a file that carries its SHA-256 (zoo builds do) must match it
+        if zoo.sha256_sidecar(p).is_file():
+            zoo.verify_model(p, name=Path(p).stem)
     detector = {s: models[f"yunet_{s}-{precision}"] for s in (320, 640) if f"yunet_{s}-{precision}" in models}
     embedder = models.get(f"sface-{precision}")
     default = None
