@@ -78,6 +78,34 @@ def _keras_prelu_rewrite(model, rewrites):
     return new
 
 
+def export_keras(model, path, static_batch: int | None = 1, rewrites: list | None = None) -> None:
+    """``model.export`` to a SavedModel, with the batch dimension fixed when ``static_batch``.
+
+    Keras models declare a variable batch; its export computes every batch-dependent
+    shape at run time (``SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE`` per squeeze-excite
+    block), which stays in the TFLite model as int32/float ops XNNPACK does not take,
+    splitting its graph into many partitions (EfficientNetB0: 17). With a static batch
+    those chains fold to constants at conversion.
+    """
+    import tensorflow as tf
+
+    ins = list(model.inputs or [])
+    if static_batch and len(ins) == 1 and ins[0].shape[0] is None and None not in tuple(ins[0].shape)[1:]:
+        shape = [static_batch] + [int(d) for d in tuple(ins[0].shape)[1:]]
+        spec = tf.TensorSpec(shape, ins[0].dtype, name=getattr(ins[0], "name", None) or "input")
+        try:
+            model.export(str(path), format="tf_saved_model", verbose=False, input_signature=[spec])
+            if rewrites is not None:
+                rewrites.append(f"Keras model exported with a static batch of {static_batch} (input {shape}): "
+                                "batch-dependent shape computations fold to constants")
+            return
+        except Exception:  # noqa: BLE001 - fall back to the model's own signature
+            import shutil
+
+            shutil.rmtree(str(path), ignore_errors=True)
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
 def phase_prepare(job: dict, d: Path) -> dict:
     tf = _tf()
     kind = job["source_kind"]
@@ -91,7 +119,7 @@ def phase_prepare(job: dict, d: Path) -> dict:
         if job.get("prelu_rewrite", True):
             model = _keras_prelu_rewrite(model, rewrites)
         # Keras 3: TFLiteConverter.from_keras_model is broken since TF 2.16; go through SavedModel.
-        model.export(str(sm_dir), format="tf_saved_model", verbose=False)
+        export_keras(model, sm_dir, 1 if job.get("static_batch", True) else None, rewrites)
     elif kind == "saved_model":
         sm_dir = Path(src)
     elif kind == "onnx":
