@@ -196,9 +196,12 @@ def _prepare_module(module, d: Path, static_batch: bool = True, rewrites: list |
 
     sm = d / "module_saved_model"
     if hasattr(module, "export") and hasattr(module, "layers"):  # Keras 3 model
-        from ._worker import export_keras
+        from ._worker import RecurrentLayerError, export_keras
 
-        export_keras(module, sm, 1 if static_batch else None, rewrites)
+        try:
+            export_keras(module, sm, 1 if static_batch else None, rewrites)
+        except RecurrentLayerError as e:
+            raise ConversionError(str(e)) from None
         return sm
     fn = module
     sigs = None
