@@ -78,6 +78,88 @@ def _keras_prelu_rewrite(model, rewrites):
     return new
 
 
+_RNN_HINT = ("recurrent layers (LSTM/GRU/SimpleRNN) convert to full-integer TFLite only unrolled, which needs a "
+             "static sequence length. Fix: give the model input a fixed number of time steps "
+             "(keras.Input((T, features))) and edgelite unrolls the layers itself (or build them with unroll=True). "
+             "TensorFlow's SELECT_TF_OPS fallback is not offered: edgelite models run on the builtin kernels only")
+
+
+class RecurrentLayerError(ValueError):
+    """A recurrent layer that cannot be unrolled (dynamic sequence length)."""
+
+
+def _unroll_rnns(model, rewrites: list | None):
+    """Clone ``model`` with every LSTM/GRU/SimpleRNN (also inside Bidirectional) set to ``unroll=True``.
+
+    The TFLite converter cannot lower the TensorList loop of a Keras recurrent layer
+    to builtin ops; the same layer unrolled over a static number of steps converts
+    to plain FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH ops, fully int8.
+    """
+    import keras
+
+    def rnn_of(layer):
+        return layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+
+    rnns = [l for l in model.layers if isinstance(rnn_of(l), keras.layers.RNN) and not rnn_of(l).unroll]
+    if not rnns:
+        return model
+    for l in rnns:
+        steps = tuple(l.input.shape)[1] if getattr(l, "input", None) is not None else None
+        if steps is None:
+            raise RecurrentLayerError(f"layer {l.name!r} ({type(rnn_of(l)).__name__}) has a dynamic sequence length. "
+                                      + _RNN_HINT)
+    names = {l.name for l in rnns}
+
+    def clone(layer):
+        cfg = layer.get_config()
+        if layer.name in names:
+            if isinstance(layer, keras.layers.Bidirectional):
+                for k in ("layer", "backward_layer"):
+                    if cfg.get(k):
+                        cfg[k]["config"]["unroll"] = True
+            else:
+                cfg["unroll"] = True
+        return layer.__class__.from_config(cfg)
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    new.set_weights(model.get_weights())
+    if rewrites is not None:
+        for l in rnns:
+            rewrites.append(f"{type(rnn_of(l)).__name__} {l.name!r} unrolled over its {tuple(l.input.shape)[1]} "
+                            "static time steps (the TFLite converter cannot lower the loop to builtin ops)")
+    return new
+
+
+def export_keras(model, path, static_batch: int | None = 1, rewrites: list | None = None) -> None:
+    """``model.export`` to a SavedModel, with the batch dimension fixed when ``static_batch``.
+
+    Keras models declare a variable batch; its export computes every batch-dependent
+    shape at run time (``SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE`` per squeeze-excite
+    block), which stays in the TFLite model as int32/float ops XNNPACK does not take,
+    splitting its graph into many partitions (EfficientNetB0: 17). With a static batch
+    those chains fold to constants at conversion.
+    """
+    import tensorflow as tf
+
+    if hasattr(model, "layers") and getattr(model, "inputs", None):
+        model = _unroll_rnns(model, rewrites)
+    ins = list(model.inputs or [])
+    if static_batch and len(ins) == 1 and ins[0].shape[0] is None and None not in tuple(ins[0].shape)[1:]:
+        shape = [static_batch] + [int(d) for d in tuple(ins[0].shape)[1:]]
+        spec = tf.TensorSpec(shape, ins[0].dtype, name=getattr(ins[0], "name", None) or "input")
+        try:
+            model.export(str(path), format="tf_saved_model", verbose=False, input_signature=[spec])
+            if rewrites is not None:
+                rewrites.append(f"Keras model exported with a static batch of {static_batch} (input {shape}): "
+                                "batch-dependent shape computations fold to constants")
+            return
+        except Exception:  # noqa: BLE001 - fall back to the model's own signature
+            import shutil
+
+            shutil.rmtree(str(path), ignore_errors=True)
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
 def phase_prepare(job: dict, d: Path) -> dict:
     tf = _tf()
     kind = job["source_kind"]
@@ -91,7 +173,7 @@ def phase_prepare(job: dict, d: Path) -> dict:
         if job.get("prelu_rewrite", True):
             model = _keras_prelu_rewrite(model, rewrites)
         # Keras 3: TFLiteConverter.from_keras_model is broken since TF 2.16; go through SavedModel.
-        model.export(str(sm_dir), format="tf_saved_model", verbose=False)
+        export_keras(model, sm_dir, 1 if job.get("static_batch", True) else None, rewrites)
     elif kind == "saved_model":
         sm_dir = Path(src)
     elif kind == "onnx":
@@ -235,8 +317,16 @@ def main(argv=None) -> int:
         (d / f"{phase}.json").write_text(json.dumps(res))
         return 0
     except Exception as e:  # noqa: BLE001 - reported to the parent as a ConversionError
+        etype, msg = type(e).__name__, str(e)
+        if isinstance(e, RecurrentLayerError):
+            etype = "ConversionError"
+        elif "TensorList" in msg or "tf.While" in msg or "SELECT_TF_OPS" in msg:
+            # the raw MLIR error of a recurrent loop: say what it means and what edgelite does about it
+            etype, msg = "ConversionError", ("the model contains a loop (a recurrent layer or tf.while_loop) "
+                                             "that the TFLite converter cannot lower to builtin ops: " + _RNN_HINT
+                                             + ". Converter said: " + msg.splitlines()[0][:300])
         (d / f"{phase}.error.json").write_text(json.dumps(
-            {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()[-4000:]}))
+            {"type": etype, "message": msg, "traceback": traceback.format_exc()[-4000:]}))
         return 3
 
 

@@ -81,6 +81,8 @@ class ConvertOptions:
     holdout: int = 16
     timeout_s: float = 1800.0
     batch_polymorphic: bool = True
+    static_batch: bool = True
+    xnnpack_rewrites: bool = True
     allow_collapsed: bool = False
     min_cosine: float = 0.8
     min_snr_db: float = 5.0
@@ -174,7 +176,8 @@ def _prepare_cached(job: dict, src_hash: str | None, d: Path, timeout: float) ->
     data or options then skips loading TensorFlow once more)."""
     if src_hash is None:
         return _run_phase("prepare", d, timeout)
-    key = json.dumps([src_hash, job["source_kind"], job.get("input_shapes"), job.get("prelu_rewrite")],
+    key = json.dumps([src_hash, job["source_kind"], job.get("input_shapes"), job.get("prelu_rewrite"),
+                      job.get("static_batch")],
                      sort_keys=True)
     hit = _PREPARE_CACHE.get(key)
     if hit is not None and Path(hit[1]["saved_model"]).exists():
@@ -190,13 +193,18 @@ def _prepare_cached(job: dict, src_hash: str | None, d: Path, timeout: float) ->
     return dict(prep)
 
 
-def _prepare_module(module, d: Path) -> Path:
+def _prepare_module(module, d: Path, static_batch: bool = True, rewrites: list | None = None) -> Path:
     """Save a live tf.Module / tf.function / Keras model to a SavedModel in ``d``."""
     import tensorflow as tf
 
     sm = d / "module_saved_model"
     if hasattr(module, "export") and hasattr(module, "layers"):  # Keras 3 model
-        module.export(str(sm), format="tf_saved_model", verbose=False)
+        from ._worker import RecurrentLayerError, export_keras
+
+        try:
+            export_keras(module, sm, 1 if static_batch else None, rewrites)
+        except RecurrentLayerError as e:
+            raise ConversionError(str(e)) from None
         return sm
     fn = module
     sigs = None
@@ -245,8 +253,9 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             raise ConversionError("--input-shape / input_shapes applies to ONNX sources only; a Keras model or "
                                   "SavedModel takes the shapes of its own input signature")
         onnx_folded: list[str] = []
+        module_rewrites: list[str] = []
         if kind == "module":
-            sm = _prepare_module(source, d)
+            sm = _prepare_module(source, d, opts.static_batch, module_rewrites)
             kind_, src, src_hash, src_name = "saved_model", str(sm), None, type(source).__name__
         else:
             kind_, src = kind, str(path)
@@ -260,7 +269,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                "input_type": opts.input_type.value, "output_type": opts.output_type.value,
                "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
                "prelu_rewrite": opts.prelu_rewrite, "keep_float": list(opts.keep_float),
-               "debug_layers": opts.debug_layers, "input_shapes": input_shapes}
+               "debug_layers": opts.debug_layers, "input_shapes": input_shapes,
+               "static_batch": opts.static_batch}
         (d / "job.json").write_text(json.dumps(job))
         prep = _prepare_cached(job, src_hash, d, opts.timeout_s)
         (d / "prepare.json").write_text(json.dumps(prep))
@@ -288,6 +298,11 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         fbytes = (d / "float.tflite").read_bytes()
         full_int8 = (d / "full_int8.tflite").read_bytes() if (d / "full_int8.tflite").exists() else None
 
+    int8_rewrites: list[str] = []
+    if opts.mode == QuantMode.INT8 and opts.xnnpack_rewrites:
+        from .tflite_rewrite import rewrite_for_xnnpack
+
+        qbytes, int8_rewrites = rewrite_for_xnnpack(qbytes)
     batch_info: dict = {"batch_polymorphic": False, "reason": "disabled (ConvertOptions.batch_polymorphic)"}
     if opts.batch_polymorphic:
         from .batching import make_batch_polymorphic
@@ -303,7 +318,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
     report: dict[str, Any] = {
         "source": {"kind": kind, "filename": src_name, "sha256": src_hash},
         "mode": opts.mode.value, "input_type": opts.input_type.value, "output_type": opts.output_type.value,
-        "per_channel": opts.per_channel, "rewrites": prep.get("rewrites", []),
+        "per_channel": opts.per_channel, "rewrites": module_rewrites + prep.get("rewrites", []) + int8_rewrites,
         "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
         "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
         "op_histogram": read_model_info(qbytes).op_histogram(),

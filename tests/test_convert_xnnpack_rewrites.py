@@ -1,0 +1,164 @@
+"""int8 faster than float: the ops XNNPACK does not run in int8 are rewritten (issue 12, item 2).
+
+Tiny models with the blocks of MobileNetV3 (hard-swish, squeeze-excite with a
+hard-sigmoid gate), NASNet (3x3 average pools with SAME padding, a standalone ReLU
+after a concatenation) and a Keras variable batch (which leaves SHAPE/STRIDED_SLICE/
+PACK chains per squeeze-excite block). After conversion XNNPACK must run the whole
+int8 graph as one partition, and the outputs must stay as close to float as before.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgelite
+from edgelite.inspect import inspect_model
+
+RNG = np.random.default_rng(21)
+
+
+def _partitions(model_bytes: bytes) -> int:
+    m = edgelite.Model(model_bytes, num_threads=1)
+    return sum(1 for o in m.interpreter._get_ops_details() if o.get("op_name") == "DELEGATE")
+
+
+def _not_delegated(model_bytes: bytes) -> list[str]:
+    return sorted({o.op_name for o in inspect_model(model_bytes).xnnpack_ops if not o.delegated})
+
+
+def _cosine(a, b) -> float:
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _keras_blocks():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input((16, 16, 3))
+    a = keras.layers.Conv2D(16, 3, padding="same")(x)
+    a = keras.layers.BatchNormalization()(a)
+    h = keras.layers.Activation("hard_swish")(a)
+    # squeeze-excite, MobileNetV3 style (hard-sigmoid gate); its Reshape uses the batch size
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True)(h)
+    s = keras.layers.Conv2D(4, 1, activation="relu")(s)
+    s = keras.layers.Conv2D(16, 1, activation="hard_sigmoid")(s)
+    h = keras.layers.Multiply()([h, s])
+    # NASNet style: 3x3 average pool (SAME, stride 1), concat, standalone ReLU
+    p = keras.layers.AveragePooling2D(3, 1, padding="same")(h)
+    c = keras.layers.Concatenate()([h, p])
+    r = keras.layers.ReLU()(c)
+    r = keras.layers.SeparableConv2D(16, 3, padding="same")(r)
+    r = keras.layers.Add()([r, h])
+    g = keras.layers.GlobalAveragePooling2D()(r)
+    out = keras.layers.Dense(6)(g)
+    return keras.Model(x, out)
+
+
+@pytest.fixture(scope="module")
+def keras_pair():
+    from edgelite_convert import ConvertOptions, convert
+
+    m = _keras_blocks()
+    calib = [RNG.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(40)]
+    new = convert(m, calibration=calib, progress=False, options=ConvertOptions(holdout=8))
+    old = convert(m, calibration=calib, progress=False,
+                  options=ConvertOptions(holdout=8, xnnpack_rewrites=False, static_batch=False,
+                                         allow_float_fallback=True))
+    return new, old, calib
+
+
+@pytest.mark.slow
+def test_keras_blocks_run_as_one_int8_partition(keras_pair):
+    new, old, _ = keras_pair
+    # before: HARD_SWISH, AVERAGE_POOL_2D, RELU and the batch-size shape chain split the graph
+    assert {"HARD_SWISH", "AVERAGE_POOL_2D"} <= set(_not_delegated(old.model))
+    assert _partitions(old.model) > 1
+    # after
+    hist = new.report["op_histogram"]
+    assert not {"HARD_SWISH", "AVERAGE_POOL_2D", "RELU", "SHAPE", "STRIDED_SLICE", "PACK"} & set(hist), hist
+    assert new.report["fully_integer"] is True
+    assert _not_delegated(new.model) == []
+    assert _partitions(new.model) == 1
+    rw = " | ".join(new.report["rewrites"])
+    assert "static batch" in rw and "HARD_SWISH -> ADD" in rw and "AVERAGE_POOL_2D -> DEPTHWISE_CONV_2D + MUL" in rw
+
+
+@pytest.mark.slow
+def test_keras_blocks_accuracy_kept(keras_pair):
+    new, old, calib = keras_pair
+    fm = edgelite.Model(new.float_model)
+    qn, qo = edgelite.Model(new.model), edgelite.Model(old.model)
+    xs = calib[-8:]
+    ref = np.concatenate([fm(x) for x in xs])
+    got_new = np.concatenate([qn(x) for x in xs])
+    got_old = np.concatenate([qo(x) for x in xs])
+    c_new, c_old = _cosine(ref, got_new), _cosine(ref, got_old)
+    assert c_new >= 0.99 and c_new >= c_old - 0.005, (c_new, c_old)
+
+
+def _onnx_blocks(path):
+    """The same blocks as an ONNX export: HardSwish, AveragePool (3x3, stride 2, pads, exclude pad),
+    GlobalAveragePool."""
+    w1 = RNG.normal(0, 0.4, (8, 3, 3, 3)).astype(np.float32)
+    w2 = RNG.normal(0, 0.4, (8, 8, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["c"], ["h"]),
+             helper.make_node("AveragePool", ["h"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              count_include_pad=0),
+             helper.make_node("Conv", ["p", "w2"], ["c2"]),
+             helper.make_node("Relu", ["c2"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 1, 1])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_onnx_hardswish_and_avgpool_are_rewritten(tmp_path):
+    from edgelite_convert import ConvertOptions, convert
+
+    src = _onnx_blocks(tmp_path / "blocks.onnx")
+    calib = [RNG.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(32)]
+    new = convert(src, calibration=calib, progress=False, options=ConvertOptions(holdout=8))
+    old = convert(src, calibration=calib, progress=False, options=ConvertOptions(holdout=8, xnnpack_rewrites=False))
+    assert "HARD_SWISH" in old.report["op_histogram"]
+    assert not {"HARD_SWISH", "AVERAGE_POOL_2D"} & set(new.report["op_histogram"])
+    assert _not_delegated(new.model) == [] and _partitions(new.model) == 1
+    v_new = new.report["validation"]["outputs"]["y"]["cosine_global"]
+    v_old = old.report["validation"]["outputs"]["y"]["cosine_global"]
+    assert v_new >= 0.99 and v_new >= v_old - 0.005
+
+
+def test_avgpool_rewrite_matches_tflite_average_pool_exactly_enough():
+    """DEPTHWISE_CONV_2D(1/9) + MUL(border map) vs the builtin int8 AVERAGE_POOL_2D, SAME padding,
+    strides 1 and 2: within one quantization step everywhere."""
+    import tensorflow as tf
+
+    from edgelite_convert.tflite_rewrite import rewrite_for_xnnpack
+
+    for stride in (1, 2):
+        @tf.function(input_signature=[tf.TensorSpec([1, 9, 10, 4], tf.float32)])
+        def f(x):
+            return tf.nn.avg_pool2d(x, 3, stride, "SAME")
+
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([RNG.uniform(-2, 2, (1, 9, 10, 4)).astype(np.float32)]
+                                               for _ in range(20))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        base = conv.convert()
+        new, rw = rewrite_for_xnnpack(base)
+        assert rw and "AVERAGE_POOL_2D" not in str(edgelite.Model(new).info.op_histogram())
+        x = RNG.integers(-128, 128, (1, 9, 10, 4)).astype(np.int8)
+        a = edgelite.Model(base, delegates=None).run(x, dequantize=False)
+        b = edgelite.Model(new).run(x, dequantize=False)
+        d = np.abs(next(iter(a.values())).astype(int) - next(iter(b.values())).astype(int))
+        assert d.max() <= 1, (stride, d.max())
