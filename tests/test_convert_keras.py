@@ -32,8 +32,8 @@ def keras_model(tmp_path_factory):
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(4, activation="softmax", name="probs")(x)
     model = keras.Model(inp, out)
-    # negative and positive slopes, all <= 1: the max(x, αx) rewrite applies
-    alpha = np.linspace(-0.25, 0.9, 8).astype(np.float32).reshape(1, 1, 8)
+    # negative slopes and slopes above 1: the general exact form (shared with ONNX)
+    alpha = np.linspace(-0.25, 1.3, 8).astype(np.float32).reshape(1, 1, 8)
     model.get_layer("prelu1").set_weights([alpha])
     # an untrained net's softmax is near-uniform (argmax decided by noise); make the
     # logits decisive so top-1 agreement measures quantization, not ties
@@ -61,7 +61,8 @@ def test_convert_keras_full_integer(keras_model, spec, tmp_path):
     r = json.loads(out.with_suffix(".report.json").read_text())
     assert r["fully_integer"] is True and r["float_ops"] == []
     assert "PRELU" not in r["op_histogram"]
-    assert any("prelu1" in s for s in r["rewrites"])
+    assert any("prelu1" in s and "relu(-x)" in s for s in r["rewrites"])  # the ONNX path's form, not max(x, αx)
+    assert "MAXIMUM" not in r["op_histogram"]
     v = r["validation"]["outputs"]
     (o,) = v.values()
     assert o["cosine_mean"] > 0.98 and o["top1_agreement"] >= 0.8

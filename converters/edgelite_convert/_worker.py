@@ -24,6 +24,8 @@ import time
 import traceback
 from pathlib import Path
 
+from edgelite_convert.job import Job
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -35,23 +37,23 @@ def _tf():
 
 # ---------------------------------------------------------------- prepare ----
 def _keras_prelu_rewrite(model, rewrites):
-    """Replace Keras PReLU layers whose slopes are all <= 1 by max(x, αx).
-
-    XNNPACK has no int8 PRELU kernel, so an int8 PRELU runs on slow reference
-    kernels; max(x, αx) == PReLU(x) exactly when every α <= 1 (negative α too)
-    and quantizes to MUL + MAXIMUM, which XNNPACK runs in int8.
-    """
+    """Replace every Keras PReLU layer by the exact, XNNPACK-friendly form used for
+    ONNX too (:func:`edgelite_convert.prelu.prelu_identity`): one rewrite, one place."""
     import keras
     import numpy as np
 
+    from edgelite_convert.prelu import prelu_identity
+
     @keras.saving.register_keras_serializable(package="edgelite")
-    class MaxPReLU(keras.layers.Layer):
+    class ExactPReLU(keras.layers.Layer):
         def __init__(self, alpha=None, **kw):
             super().__init__(**kw)
             self.alpha = np.asarray(alpha, np.float32)
 
         def call(self, x):
-            return keras.ops.maximum(x, x * self.alpha)
+            lo, hi = float(self.alpha.min()), float(self.alpha.max())
+            return prelu_identity(x, self.alpha, lo, hi, relu=keras.ops.relu,
+                                  leaky_relu=lambda t, a: keras.ops.leaky_relu(t, negative_slope=a))[0]
 
         def get_config(self):
             return {**super().get_config(), "alpha": self.alpha.tolist()}
@@ -61,10 +63,8 @@ def _keras_prelu_rewrite(model, rewrites):
     def clone(layer):
         if isinstance(layer, keras.layers.PReLU):
             alpha = layer.get_weights()[0]
-            if np.all(alpha <= 1.0):
-                replaced[layer.name] = alpha
-                return MaxPReLU(alpha, name=layer.name)
-            rewrites.append(f"PReLU {layer.name!r} kept: some slope > 1 (max(x, αx) would be wrong)")
+            replaced[layer.name] = alpha
+            return ExactPReLU(alpha, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
     if not any(isinstance(l, keras.layers.PReLU) for l in model.layers):
@@ -74,7 +74,9 @@ def _keras_prelu_rewrite(model, rewrites):
         if old_l.name not in replaced and old_l.get_weights():
             new_l.set_weights(old_l.get_weights())
     for name, a in replaced.items():
-        rewrites.append(f"PReLU {name!r} ({a.size} slopes, α∈[{a.min():.3g},{a.max():.3g}]) -> max(x, αx)")
+        lo, hi = float(a.min()), float(a.max())
+        form = prelu_identity(np.zeros(1, np.float32), a, lo, hi, relu=lambda t: t, leaky_relu=lambda t, s: t)[1]
+        rewrites.append(f"PReLU {name!r} ({a.size} slopes, α∈[{lo:.3g},{hi:.3g}]) -> {form}")
     return new
 
 
@@ -160,26 +162,26 @@ def export_keras(model, path, static_batch: int | None = 1, rewrites: list | Non
     model.export(str(path), format="tf_saved_model", verbose=False)
 
 
-def phase_prepare(job: dict, d: Path) -> dict:
+def phase_prepare(job: Job, d: Path) -> dict:
     tf = _tf()
-    kind = job["source_kind"]
-    src = job["source"]
+    kind = job.source_kind
+    src = job.source
     sm_dir = d / "saved_model"
     rewrites: list[str] = []
     extra: dict = {}
     if kind == "keras":
         import keras
         model = keras.models.load_model(src, compile=False)
-        if job.get("prelu_rewrite", True):
+        if job.prelu_rewrite:
             model = _keras_prelu_rewrite(model, rewrites)
         # Keras 3: TFLiteConverter.from_keras_model is broken since TF 2.16; go through SavedModel.
-        export_keras(model, sm_dir, 1 if job.get("static_batch", True) else None, rewrites)
+        export_keras(model, sm_dir, 1 if job.static_batch else None, rewrites)
     elif kind == "saved_model":
         sm_dir = Path(src)
     elif kind == "onnx":
         from edgelite_convert.onnx_import import import_onnx
-        shapes = job.get("input_shapes") or None
-        imp = import_onnx(src, input_shapes=shapes, prelu_rewrite=job.get("prelu_rewrite", True))
+        shapes = job.input_shapes or None
+        imp = import_onnx(src, input_shapes=shapes, prelu_rewrite=job.prelu_rewrite)
         imp.save(str(sm_dir))
         rewrites.extend(imp.rewrites)
         extra["onnx_input_layouts"] = dict(imp.input_layouts)
@@ -204,10 +206,10 @@ def phase_prepare(job: dict, d: Path) -> dict:
 
 
 # ---------------------------------------------------------------- convert ----
-def _make_converter(tf, prep: dict, job: dict, calib):
+def _make_converter(tf, prep: dict, job: Job, calib):
     sm = prep["saved_model"]
     conv = tf.lite.TFLiteConverter.from_saved_model(sm, signature_keys=[prep["signature"]])
-    mode = job["mode"]
+    mode = job.mode
     names = [i["name"] for i in prep["inputs"]]
 
     def rep():
@@ -220,18 +222,18 @@ def _make_converter(tf, prep: dict, job: dict, calib):
         conv.representative_dataset = rep
         if mode == "int8":
             conv.target_spec.supported_ops = ([tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-                                              if job.get("allow_float_fallback") else
+                                              if job.allow_float_fallback else
                                               [tf.lite.OpsSet.TFLITE_BUILTINS_INT8])
         else:
             ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-            if job.get("allow_float_fallback"):
+            if job.allow_float_fallback:
                 ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
             conv.target_spec.supported_ops = ops
         io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32, "int16": tf.int16}
-        conv.inference_input_type = io[job["input_type"]]
-        conv.inference_output_type = io[job["output_type"]]
+        conv.inference_input_type = io[job.input_type]
+        conv.inference_output_type = io[job.output_type]
         # per-channel weights are the default; disabling is only for comparison
-        conv._experimental_disable_per_channel = not job.get("per_channel", True)
+        conv._experimental_disable_per_channel = not job.per_channel
     elif mode == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode == "float16":
@@ -244,7 +246,7 @@ def _make_converter(tf, prep: dict, job: dict, calib):
     return conv
 
 
-def phase_convert(job: dict, d: Path) -> dict:
+def phase_convert(job: Job, d: Path) -> dict:
     import numpy as np
 
     tf = _tf()
@@ -260,10 +262,10 @@ def phase_convert(job: dict, d: Path) -> dict:
     out["float_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     conv = _make_converter(tf, prep, job, calib)
-    keep = job.get("keep_float") or []
-    if (job.get("debug_layers") or keep) and job["mode"] == "int8":
+    keep = list(job.keep_float)
+    if (job.debug_layers or keep) and job.mode == "int8":
         names = [i["name"] for i in prep["inputs"]]
-        n = min(len(calib[names[0]]), job.get("debug_samples", 16))
+        n = min(len(calib[names[0]]), job.debug_samples)
 
         def dbg_data():
             # the debugger iterates samples positionally (a dict would yield its keys)
@@ -271,11 +273,11 @@ def phase_convert(job: dict, d: Path) -> dict:
                 yield [calib[k][i:i + 1] for k in names]
         opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep) if keep else None
         # The debugger needs float I/O on its internal model; it builds its own.
-        dconv = _make_converter(tf, prep, {**job, "input_type": "float32", "output_type": "float32",
-                                           "allow_float_fallback": True}, calib)
+        dconv = _make_converter(tf, prep, job.replace(input_type="float32", output_type="float32",
+                                                       allow_float_fallback=True), calib)
         dbg = tf.lite.experimental.QuantizationDebugger(converter=dconv, debug_dataset=dbg_data,
                                                          debug_options=opts)
-        if job.get("debug_layers"):
+        if job.debug_layers:
             dbg.run()
             import csv
             import io
@@ -293,9 +295,9 @@ def phase_convert(job: dict, d: Path) -> dict:
             stats.sort(key=lambda s: -(s["rmse_over_scale"] or 0))
             out["layer_stats"] = stats[:50]
         if keep:
-            conv = _make_converter(tf, prep, {**job, "allow_float_fallback": True}, calib)
+            conv = _make_converter(tf, prep, job.replace(allow_float_fallback=True), calib)
             # selective quantization: denylisted nodes stay float
-            dconv2 = _make_converter(tf, prep, {**job, "allow_float_fallback": True}, calib)
+            dconv2 = _make_converter(tf, prep, job.replace(allow_float_fallback=True), calib)
             dbg2 = tf.lite.experimental.QuantizationDebugger(converter=dconv2, debug_dataset=dbg_data,
                                                               debug_options=opts)
             (d / "model.tflite").write_bytes(dbg2.get_nondebug_quantized_model())
@@ -311,7 +313,7 @@ def phase_convert(job: dict, d: Path) -> dict:
 def main(argv=None) -> int:
     argv = argv or sys.argv[1:]
     phase, d = argv[0], Path(argv[1])
-    job = json.loads((d / "job.json").read_text())
+    job = Job.read(d)
     try:
         res = {"prepare": phase_prepare, "convert": phase_convert}[phase](job, d)
         (d / f"{phase}.json").write_text(json.dumps(res))

@@ -24,11 +24,12 @@ import numpy as np
 
 import edgelite
 from edgelite.errors import ConversionError, InputError, ModelNotFoundError
+from edgelite.fileio import atomic_write_bytes
 from edgelite.metadata import EdgeliteMetadata
 from edgelite.preprocess import PreprocessSpec
-from edgelite.fileio import atomic_write_bytes
 
 from .calibration import CalibrationSet, build_calibration_set
+from .job import Job
 from .metadata_writer import embed_metadata
 
 
@@ -170,20 +171,18 @@ def _run_phase(phase: str, d: Path, timeout: float) -> dict:
 _PREPARE_CACHE: dict[str, tuple[Path, dict]] = {}
 
 
-def _prepare_cached(job: dict, src_hash: str | None, d: Path, timeout: float) -> dict:
+def _prepare_cached(job: Job, src_hash: str | None, d: Path, timeout: float) -> dict:
     """Run the ``prepare`` phase, reusing this process's earlier result for the same
     source file and import options (re-converting one model with other calibration
     data or options then skips loading TensorFlow once more)."""
     if src_hash is None:
         return _run_phase("prepare", d, timeout)
-    key = json.dumps([src_hash, job["source_kind"], job.get("input_shapes"), job.get("prelu_rewrite"),
-                      job.get("static_batch")],
-                     sort_keys=True)
+    key = job.prepare_key(src_hash)
     hit = _PREPARE_CACHE.get(key)
     if hit is not None and Path(hit[1]["saved_model"]).exists():
         return dict(hit[1])
     keep = Path(tempfile.mkdtemp(prefix="edgelite-prepared-"))
-    (keep / "job.json").write_text(json.dumps(job))
+    job.write(keep)
     prep = _run_phase("prepare", keep, timeout)
     _PREPARE_CACHE[key] = (keep, prep)
     if len(_PREPARE_CACHE) == 1:
@@ -265,13 +264,12 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             if kind == "onnx":
                 input_shapes = resolve_onnx_input_shapes(path, input_shapes, preprocess)
                 src, onnx_folded = _fold_onnx(path, input_shapes, d)
-        job = {"source_kind": kind_, "source": src, "mode": opts.mode.value,
-               "input_type": opts.input_type.value, "output_type": opts.output_type.value,
-               "per_channel": opts.per_channel, "allow_float_fallback": opts.allow_float_fallback,
-               "prelu_rewrite": opts.prelu_rewrite, "keep_float": list(opts.keep_float),
-               "debug_layers": opts.debug_layers, "input_shapes": input_shapes,
-               "static_batch": opts.static_batch}
-        (d / "job.json").write_text(json.dumps(job))
+        job = Job(source_kind=kind_, source=src, mode=opts.mode.value, input_type=opts.input_type.value,
+                  output_type=opts.output_type.value, per_channel=opts.per_channel,
+                  allow_float_fallback=opts.allow_float_fallback, prelu_rewrite=opts.prelu_rewrite,
+                  static_batch=opts.static_batch, keep_float=opts.keep_float, debug_layers=opts.debug_layers,
+                  input_shapes=input_shapes)
+        job.write(d)
         prep = _prepare_cached(job, src_hash, d, opts.timeout_s)
         (d / "prepare.json").write_text(json.dumps(prep))
         specs = [(i["name"], [None if s == -1 else s for s in i["shape"]], i["dtype"]) for i in prep["inputs"]]

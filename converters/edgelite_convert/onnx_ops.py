@@ -39,6 +39,8 @@ from onnx import numpy_helper
 
 from edgelite.errors import ConversionError
 
+from .prelu import prelu_identity
+
 
 class _LazyTF:
     """``tensorflow``, imported on first use.
@@ -487,17 +489,7 @@ def _prelu_naive(x: Any, alpha: np.ndarray) -> Any:
 def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
     """PRelu, rewritten (``prelu_rewrite``) into ops XNNPACK runs in int8.
 
-    XNNPACK (TFLite's default CPU backend) has no int8 ``PRELU`` kernel and does
-    not delegate a standalone int8 ``RELU`` either; both fall back to TFLite's
-    reference kernels and split the delegated graph. The rewrite is an exact
-    identity built from delegated int8 ops only:
-
-    * one slope for every channel: ``LEAKY_RELU(α)``;
-    * per-channel slopes all ≤ 1 (negative allowed):
-      ``x + relu((α-1)·x)`` = ``MUL`` with a fused ``RELU`` + ``ADD``;
-    * some slope > 1 (``(α-1)·x`` changes sign there, so the RELU cannot be
-      fused): ``x + (1-α)·relu(-x)`` = ``MUL(x, -1)`` with fused ``RELU``, ``MUL``,
-      ``ADD``.
+    The forms (one place for both sources): :func:`edgelite_convert.prelu.prelu_identity`.
 
     Forms rejected after measuring:
 
@@ -545,15 +537,10 @@ def _prelu(ctx: Ctx, node: Node, ins: list) -> list:
     desc = f"PRelu '{node.name}' ({alpha_onnx.size} ch, α∈[{lo:.3g},{hi:.3g}])"
     if not ctx.prelu_rewrite:
         y = _prelu_naive(x, alpha)
-    elif lo == hi:
-        y = tf.nn.leaky_relu(x, alpha=lo)
-        ctx.note(f"{desc} -> LEAKY_RELU(α={lo:.4g})")
-    elif hi <= 1.0:
-        y = x + tf.nn.relu(x * (alpha - 1.0))
-        ctx.note(f"{desc} -> x + relu((α-1)·x)")
     else:
-        y = x + tf.nn.relu(x * np.asarray(-1.0, alpha.dtype)) * (1.0 - alpha)
-        ctx.note(f"{desc} -> x + (1-α)·relu(-x) (α>1: relu((α-1)·x) would be wrong)")
+        y, form = prelu_identity(x, alpha, lo, hi, relu=tf.nn.relu,
+                                 leaky_relu=lambda t, a: tf.nn.leaky_relu(t, alpha=a))
+        ctx.note(f"{desc} -> {form}")
     return [Val(y, v.perm, v.colperm)]
 
 
