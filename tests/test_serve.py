@@ -441,3 +441,18 @@ def test_a_tampered_model_with_a_recorded_sha256_is_refused_at_start(model_dir, 
         assert "SHA-256" in s.log() and "sface-int8" in s.log()
     finally:
         s.stop()
+
+
+def test_model_route_takes_an_image_through_the_models_embedded_preprocessing(server, model_dir):
+    from edgelite import Model
+    from edgelite.image import load_image
+
+    m = Model(model_dir / "yunet_320-int8.tflite")
+    want = m.run(m.prepare(load_image(NICK))[0], quantize=False)
+    r = server.client.post("/v1/models/yunet_320-int8/predict", content=NICK,
+                           headers={"Content-Type": "image/jpeg", "Accept": "application/x-npz"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-npz"
+    got = np.load(io.BytesIO(r.content))
+    assert set(got.files) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])

@@ -665,10 +665,7 @@ class Engine:
                 raise RequestError(415, "unsupported_media_type",
                                    "this model has no embedded preprocessing, so it cannot take an image; "
                                    f"send {NPY_MIME} or JSON arrays")
-            img = decode_image(r.body, r.content_type)
-            s = specs[0]
-            x = spec.apply_quantized(img, s.scale, s.zero_point, np.dtype(s.dtype)) if s.quantized else spec.apply(img)
-            arrays = [x]
+            arrays = [m.prepare(decode_image(r.body, r.content_type))[0]]  # the model's own input path
         else:
             raise RequestError(415, "unsupported_media_type",
                                f"content type {mt or '(none)'!r} is not supported for models; send {NPY_MIME}, "
