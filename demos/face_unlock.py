@@ -430,12 +430,12 @@ def enroll_from_images(rec, gallery, name: str, images: list[str], args, rep: Re
         except edgelite.EdgeliteError as e:
             rep.event("error", f"error: {e}", message=str(e))
             return EXIT_ERROR
-        det = rec.detector.detect(img)
-        face = det.largest()
-        if face is None:
+        got = rec.embed_face(img, select="largest")
+        if got is None:
             msg = f"{path}: no face found; use a photo with one clear face"
             rep.event("error", f"error: {msg}", message=msg)
             return EXIT_ERROR
+        face, det = got.face, got.detection
         q = face_quality(img, face)
         problem = quality_problem(q, args)
         note = f" ({len(det)} faces: using the largest)" if len(det) > 1 else ""
@@ -443,7 +443,7 @@ def enroll_from_images(rec, gallery, name: str, images: list[str], args, rep: Re
         rep.event("enroll_image", f"{path}: face {q['width']:.0f} px, sharpness {q['sharpness']:.0f}, "
                   f"roll {q['roll']:+.1f} deg, yaw {q['yaw']:+.2f}{note}{warn}",
                   file=str(path), faces=len(det), **{k: _r(v, 3) for k, v in q.items()}, warning=problem)
-        embs.append(rec.embedder.embed_faces(img, [face])[0])
+        embs.append(got.embedding)
         sources.append(_printable_filename(Path(path).name))
     return _store(rec, gallery, name, np.stack(embs), "images: " + ", ".join(sources), rep, args)
 

@@ -224,11 +224,14 @@ class EdgelitePipeline:
         return self.emb.embed(align_faces(rgb, np.stack([f.landmarks for f in faces])))
 
     def enrol(self, items) -> list:
+        from edgelite.face import FaceRecognizer
+
+        rec = FaceRecognizer(detector=self.det, embedder=self.emb)  # the one "face -> embedding" call
         missed = []
         for name, rgb in items:
-            e = self.embed_only(rgb, True)
-            if len(e):
-                self.gallery.enroll(name, e, model_id=self.emb.model_id)
+            got = rec.embed_face(rgb, select="score")
+            if got is not None:
+                self.gallery.enroll(name, got.embedding[None], model_id=self.emb.model_id)
             else:
                 missed.append(name)
         return missed

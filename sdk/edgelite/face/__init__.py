@@ -52,6 +52,7 @@ _LAZY = {
     "FaceRecognizerOptions": "edgelite.face.recognizer",
     "RecognizedFace": "edgelite.face.recognizer",
     "RecognitionResult": "edgelite.face.recognizer",
+    "SelectedFace": "edgelite.face.recognizer",
     "FaceTracker": "edgelite.face.tracker",
     "FaceLivenessChecker": "edgelite.face.liveness",
     "FaceLivenessOptions": "edgelite.face.liveness",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from .align import align_faces
 from .detector import FaceDetector, FaceDetectorOptions
 from .embedder import FaceEmbedder, FaceEmbedderOptions
 from .tracker import FaceTracker, appearance_signature
-from .types import Face
+from .types import DetectionResult, Face
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +99,14 @@ class RecognizedFace:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "score": round(float(self.score), 4), "track_id": self.track_id,
                 "reused": self.reused, **self.face.to_dict()}
+
+
+class SelectedFace(NamedTuple):
+    """What :meth:`FaceRecognizer.embed_face` returns."""
+
+    face: Face
+    embedding: np.ndarray
+    detection: DetectionResult
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -223,19 +231,24 @@ class FaceRecognizer(Task):
 
     __call__ = recognize
 
-    def embed_face(self, image: np.ndarray, *, select: str = "largest") -> tuple[Face, np.ndarray] | None:
+    def embed_face(self, image: np.ndarray, *, select: str = "largest") -> "SelectedFace | None":
         """The one face a task needs (enrol, verify, unlock) and its embedding, or ``None``.
 
         Args:
             image: HWC uint8 RGB.
             select: ``largest`` (default), ``score`` or ``center`` — see
                 :meth:`~edgelite.face.DetectionResult.select`.
+
+        Returns:
+            :class:`SelectedFace` ``(face, embedding, detection)`` — ``detection`` holds
+            every face found, e.g. to warn when there was more than one.
         """
         img = as_rgb(image)
-        face = self.detector._detect_rgb(img).select(select)
+        det = self.detector._detect_rgb(img)
+        face = det.select(select)
         if face is None:
             return None
-        return face, self.embedder.embed(align_faces(img, face.landmarks[None]))[0]
+        return SelectedFace(face, self.embedder.embed(align_faces(img, face.landmarks[None]))[0], det)
 
     def close(self):
         self.detector.close()
