@@ -96,6 +96,12 @@ def cmd_models(a) -> int:
     raise EdgeliteError("use `edgelite models build` or `edgelite models list`")
 
 
+def cmd_batch(a) -> int:
+    from .batch.cli import run
+
+    return run(a)
+
+
 def _face_cli():
     from .face import cli as face_cli
 
@@ -152,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls_.add_argument("--cache-dir", default=None)
     ls_.add_argument("--json", action="store_true")
     ls_.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("batch", help="a task over many files: sharded Parquet, resumable, local processes or Ray",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from .batch.cli import add_arguments as add_batch_arguments  # argparse only: pyarrow/Ray load at run time
+
+    add_batch_arguments(s)
+    s.set_defaults(fn=cmd_batch)
 
     try:
         _face_cli().add_commands(sub)
