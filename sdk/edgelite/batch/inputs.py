@@ -147,6 +147,17 @@ class UnreadableError(ImageError):
     """The bytes of an input could not be read (missing, a folder, a special file, too big...)."""
 
 
+def check_stat(path: str, st: os.stat_result, max_bytes: int) -> None:
+    """Refuse what is not a regular file, or is above ``max_bytes``, from its ``stat``."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise UnreadableError(f"{path}: is {kind}, not a regular file")
+    if st.st_size > max_bytes:
+        raise UnreadableError(f"{path}: {st.st_size} bytes is above max_file_bytes={max_bytes}")
+
+
 def read_bytes(path: str, max_bytes: int) -> bytes:
     """The bytes of one input, refusing what is not a regular file or is too big.
 
@@ -171,13 +182,7 @@ def read_bytes(path: str, max_bytes: int) -> bytes:
             raise UnreadableError(f"{path}: no such file") from None
         except OSError as e:
             raise UnreadableError(f"{path}: cannot stat ({e.strerror or e})") from None
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-            raise UnreadableError(f"{path}: is {kind}, not a regular file")
-        if st.st_size > max_bytes:
-            raise UnreadableError(f"{path}: {st.st_size} bytes is above max_file_bytes={max_bytes}")
+        check_stat(path, st, max_bytes)
         try:
             with open(path, "rb") as f:
                 data = f.read(max_bytes + 1)

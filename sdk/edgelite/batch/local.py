@@ -44,8 +44,20 @@ def _worker_main(task: str, options: BatchOptions, threads: int, out: str, task_
         result_q.put(("fatal", pid, None, f"{type(e).__name__}: {e}"))
         return
     result_q.put(("ready", pid))
+    parent = mp.parent_process()
+
+    def orphaned() -> bool:
+        # A parent killed with SIGKILL cannot stop its workers: they notice and exit on
+        # their own, leaving only temporary files (removed by the next run).
+        return parent is not None and not parent.is_alive()
+
     while True:
-        job = task_q.get()
+        try:
+            job = task_q.get(timeout=1.0)
+        except queue.Empty:
+            if orphaned():
+                os._exit(3)
+            continue
         if job is None:
             break
         index, paths = job
@@ -55,6 +67,8 @@ def _worker_main(task: str, options: BatchOptions, threads: int, out: str, task_
         def tick():
             nonlocal ticks
             ticks += 1
+            if ticks % _PROGRESS_EVERY == 0 and orphaned():
+                os._exit(3)
             if ticks >= _PROGRESS_EVERY:
                 result_q.put(("progress", pid, ticks))
                 ticks = 0

@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import stat
 import time
 
 from .options import BatchError, BatchOptions, IfExists, OutputFormat, Task
@@ -105,20 +104,18 @@ def _prefilter(paths: list[str], max_bytes: int) -> tuple[list[str], list[dict]]
     """Refuse special files and oversized files before Ray opens them (a FIFO would hang a reader)."""
     import pyarrow.fs as pafs
 
+    from .inputs import UnreadableError, check_stat
+
     good, errors = [], []
     local = [p for p in paths if "://" not in p]
     remote = [p for p in paths if "://" in p]
     for p in local:
         try:
-            st = os.stat(p)
+            check_stat(p, os.stat(p), max_bytes)  # the same checks and messages as the local engine
+        except UnreadableError as e:
+            errors.append({"path": p, "reason": "unreadable", "message": str(e)})
         except OSError as e:
-            errors.append({"path": p, "reason": "unreadable", "message": f"{p}: {e.strerror or e}"})
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            errors.append({"path": p, "reason": "unreadable", "message": f"{p}: is not a regular file"})
-        elif st.st_size > max_bytes:
-            errors.append({"path": p, "reason": "unreadable",
-                           "message": f"{p}: {st.st_size} bytes is above max_file_bytes={max_bytes}"})
+            errors.append({"path": p, "reason": "unreadable", "message": f"{p}: cannot stat ({e.strerror or e})"})
         else:
             good.append(p)
     if remote:
