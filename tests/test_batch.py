@@ -231,6 +231,13 @@ def _wait_for(pred, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -256,8 +263,7 @@ def test_resume_after_kill9_matches_a_clean_run(tmp_path, zoo_models):
     assert p.returncode == -signal.SIGKILL
     done_at_kill = len(list(out.glob("part-*.parquet")))
     # orphaned workers exit by themselves
-    _wait_for(lambda: not any(Path(f"/proc/{w}").exists() and "zombie" not in
-                              Path(f"/proc/{w}/status").read_text() for w in workers), 30, "orphan workers to exit")
+    _wait_for(lambda: not any(_alive(w) for w in workers), 30, "orphan workers to exit")
     r = cli(*args, "-o", out, "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     resumed = json.loads(r.stdout)
@@ -286,7 +292,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, zoo_models):
             p.kill()
     assert p.returncode == 130, err[-2000:]
     assert "Rerun the same command to resume" in err and "Traceback" not in err
-    assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    _wait_for(lambda: not any(_alive(w) for w in workers), 10, "the workers to stop")
     m = json.loads((out / "_manifest.json").read_text())
     assert not m["finished"] and m["completed"]
     assert sorted(p.stem for p in out.glob("part-*.parquet")) == m["completed"]
