@@ -22,7 +22,10 @@ from test_batch import make_folder  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray's workers get no zoo (as on the nodes of a real cluster): the models they
+    # run are the bytes the driver ships, the ones the manifest names.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"EDGELITE_CACHE_DIR": "/nonexistent/edgelite-cache"}})
     yield
     ray.shutdown()
 

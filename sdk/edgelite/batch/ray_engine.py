@@ -18,6 +18,11 @@ worker, so the rows are the same. Errors are written by the actors under
 ``OUTPUT/_errors/`` (one file per batch, named by a hash of its paths, so a
 retried batch overwrites its own file) and gathered into ``OUTPUT/_errors.parquet``.
 
+Models: the driver reads the model files the manifest names (SHA-256) and Ray
+carries their bytes to every actor, which loads them from a private folder, so
+worker nodes need no zoo of their own. The ``identify`` gallery is not copied
+(SQLite in WAL mode): its path must be visible on every node.
+
 Resume is not shard-based here: Ray retries failed tasks and actors itself; a
 run that fails as a whole is rerun whole (the output is replaced).
 """
@@ -49,9 +54,16 @@ def _fs_and_path(uri: str):
 class _EdgeliteActor:
     """A Ray Data callable class: one :class:`TaskRunner` (one set of interpreters) per actor."""
 
-    def __init__(self, task: str, options: BatchOptions, threads: int, errors_dir: str, scheme: str | None):
+    def __init__(self, task: str, options: BatchOptions, threads: int, errors_dir: str, scheme: str | None,
+                 models: dict | None = None):
         from .runner import TaskRunner
 
+        if models is not None:
+            import ray
+
+            if isinstance(models, ray.ObjectRef):
+                models = ray.get(models)
+            options = _install_models(options, models)
         self.runner = TaskRunner(task, options, threads)
         self.runner.schema  # noqa: B018 - load the models when the actor starts, not on the first batch
         self.errors_dir = errors_dir
@@ -86,6 +98,50 @@ class _EdgeliteActor:
             write_table(table, Path(root) / f"{name}.{self.fmt.value}", self.fmt)
         else:
             _write_remote(fs, f"{root}/{name}.{self.fmt.value}", table, self.fmt)
+
+
+def _ship_models(options: BatchOptions, models: dict) -> dict:
+    """The bytes of every model (and gallery) the run uses, to install on each actor's node.
+
+    Nodes of a cluster need not have the zoo at the driver's path, and must not load
+    other bytes than the ones the manifest names: the driver reads each file once,
+    Ray carries the bytes to every actor (object store), the actor writes them to a
+    private folder and loads them from there.
+    """
+    out = {}
+    for key, info in models.items():
+        if key == "gallery":
+            # SQLite in WAL mode may hold committed rows in its -wal file: copying the main
+            # file alone could lose them. The gallery stays a path every node must see.
+            continue
+        with open(info["path"], "rb") as f:
+            out[key] = (os.path.basename(info["path"]), f.read())
+    return out
+
+
+def _install_models(options: BatchOptions, models: dict) -> BatchOptions:
+    """Write shipped model bytes under a private folder; options that point at them."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="edgelite-batch-models-"))
+    (root / "models").mkdir()
+    (root / "files").mkdir()
+    paths = {}
+    for key, (name, data) in models.items():
+        # zoo models keep the zoo layout (the detector picks 320 or 640 per image);
+        # the others keep their file name (it is part of their model id)
+        dest = (root / "models" / name) if key.startswith("detector_") or (
+            key == "embedder" and not options.embedder_model) else (root / "files" / key / name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        paths[key] = str(dest)
+    repl = {"cache_dir": str(root)}
+    for key, opt in (("detector", "detector_model"), ("embedder", "embedder_model"), ("model", "model")):
+        if getattr(options, opt) and key in paths:
+            repl[opt] = paths[key]
+    return dataclasses.replace(options, **repl)
 
 
 def _write_remote(fs, path: str, table, fmt: OutputFormat) -> None:
@@ -183,7 +239,8 @@ def run_ray(task: Task, paths: list[str], output: str, options: BatchOptions, ma
             ds = ds.map_batches(
                 _EdgeliteActor,
                 fn_constructor_kwargs={"task": task.value, "options": options, "threads": threads,
-                                       "errors_dir": errors_dir, "scheme": scheme},
+                                       "errors_dir": errors_dir, "scheme": scheme,
+                                       "models": ray.put(_ship_models(options, manifest["models"]))},
                 batch_size=min(options.shard_size, RAY_MAX_BATCH), batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads * ACTOR_CPU_SHARE)
             io_args = {"num_cpus": READ_NUM_CPUS}
