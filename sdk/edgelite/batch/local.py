@@ -128,6 +128,7 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
     pending = list(todo)
     in_flight: dict[int, int] = {}  # pid -> shard index being processed
     outstanding = 0
+    t_start, ready = time.perf_counter(), 0
 
     def feed(n: int) -> None:
         nonlocal outstanding
@@ -156,7 +157,11 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
                         "shard(s) are kept: rerun the same command to resume") from None
                 continue
             kind = msg[0]
-            if kind == "progress":
+            if kind == "ready":
+                ready += 1
+                if ready == workers:  # spawn + imports + model loading, what a run pays before its first image
+                    manifest["seconds_startup_last_run"] = round(time.perf_counter() - t_start, 3)
+            elif kind == "progress":
                 bar.update(msg[2])
             elif kind == "start":
                 in_flight[msg[1]] = msg[2]
