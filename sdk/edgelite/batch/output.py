@@ -76,7 +76,9 @@ def write_table(table, path: Path, fmt: OutputFormat) -> None:
         def write(tmp):
             with open(tmp, "w", encoding="utf-8") as fh:
                 for row in table.to_pylist():
-                    fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+                    # NaN/inf (a float model may output them) are written as Python's json writes
+                    # them, not refused: a run must not fail on a value
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         _atomic(path, write)
 
 
