@@ -97,6 +97,12 @@ def cmd_serve(a) -> int:
     return run(a)
 
 
+def cmd_batch(a) -> int:
+    from .batch.cli import run
+
+    return run(a)
+
+
 def _face_cli():
     from .face import cli as face_cli
 
@@ -155,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(s)
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("batch", help="a task over many files: sharded Parquet, resumable, local processes or Ray",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from .batch.cli import add_arguments as add_batch_arguments  # argparse only: pyarrow/Ray load at run time
+
+    add_batch_arguments(s)
+    s.set_defaults(fn=cmd_batch)
 
     try:
         _face_cli().add_commands(sub)

@@ -1,0 +1,200 @@
+"""The ``local`` engine: worker processes on this machine.
+
+* Workers are started with ``spawn`` (or ``forkserver``), never ``fork``: each
+  builds its own interpreters after it starts, and nothing native (XNNPACK thread
+  pools, open interpreters, SQLite handles) is inherited from the parent.
+* The parent hands out shards (``shard_size`` consecutive inputs of the sorted
+  list), at most two per worker ahead, and is the only writer of the manifest.
+* A worker decodes in a reader thread while its interpreter runs (see
+  :func:`~edgelite.batch.runner.prefetch`), writes the shard's errors then its
+  rows atomically, and reports back.
+* Ctrl-C: workers ignore SIGINT; the parent stops them, keeps the manifest of
+  completed shards and re-raises ``KeyboardInterrupt``. Work in progress exists
+  only as temporary files, removed at the next start.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+import traceback
+from pathlib import Path
+
+from .options import BatchError, BatchOptions, Task
+from .output import (
+    MANIFEST, gather_errors, remove_temps, shard_name, write_json, write_shard,
+)
+
+_PROGRESS_EVERY = 8  # inputs between progress messages from a worker
+
+
+def _worker_main(task: str, options: BatchOptions, threads: int, out: str, task_q, result_q) -> None:
+    """Entry point of one worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
+    pid = os.getpid()
+    try:
+        from .runner import TaskRunner, prefetch
+
+        runner = TaskRunner(task, options, threads)
+        runner.schema  # noqa: B018 - loads the models now: a bad model fails the run at once
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises
+        result_q.put(("fatal", pid, None, f"{type(e).__name__}: {e}"))
+        return
+    result_q.put(("ready", pid))
+    parent = mp.parent_process()
+
+    def orphaned() -> bool:
+        # A parent killed with SIGKILL cannot stop its workers: they notice and exit on
+        # their own, leaving only temporary files (removed by the next run).
+        return parent is not None and not parent.is_alive()
+
+    while True:
+        try:
+            job = task_q.get(timeout=1.0)
+        except queue.Empty:
+            if orphaned():
+                os._exit(3)
+            continue
+        if job is None:
+            break
+        index, paths = job
+        result_q.put(("start", pid, index))
+        ticks = 0
+
+        def tick():
+            nonlocal ticks
+            ticks += 1
+            if ticks % _PROGRESS_EVERY == 0 and orphaned():
+                os._exit(3)
+            if ticks >= _PROGRESS_EVERY:
+                result_q.put(("progress", pid, ticks))
+                ticks = 0
+
+        try:
+            table, errors = runner.process(prefetch(paths, runner.decode_path, options.prefetch), on_input=tick)
+            write_shard(Path(out), index, table, errors, options.format)
+        except BaseException as e:  # noqa: BLE001
+            result_q.put(("fatal", pid, index, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"))
+            return
+        result_q.put(("done", pid, index, table.num_rows, len(errors), ticks))
+    runner.close()
+
+
+def run_local(task: Task, paths: list[str], out: Path, options: BatchOptions, manifest: dict) -> dict:
+    """Process the shards of ``paths`` not yet in ``manifest['completed']``.
+
+    Returns the updated manifest. Raises ``KeyboardInterrupt`` after a clean stop,
+    :class:`BatchError` when a worker fails or dies.
+    """
+    from .progress import progress_bar
+
+    k = options.shard_size
+    n_shards = math.ceil(len(paths) / k)
+    done = {int(s.split("-")[1]) for s in manifest["completed"]}
+    ext = "." + options.format.value
+    done = {i for i in done if (out / (shard_name(i) + ext)).is_file()}
+    manifest["completed"] = [shard_name(i) for i in sorted(done)]
+    todo = [i for i in range(n_shards) if i not in done]
+    remove_temps(out)
+    t0 = time.perf_counter()
+    if todo:
+        done_inputs = sum(min(k, len(paths) - i * k) for i in done)
+        bar = progress_bar(len(paths), done_inputs, options.progress, desc=f"{task.value}")
+        try:
+            _run_pool(task, paths, out, options, manifest, todo, done, bar)
+        finally:
+            bar.close()
+    manifest["errors_total"] = gather_errors(out, sorted(done), options.format)
+    manifest["rows_total"] = sum(manifest["rows"].values())
+    manifest["finished"] = True
+    manifest["seconds_last_run"] = round(time.perf_counter() - t0, 3)
+    manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
+    k = options.shard_size
+    workers = min(options.resolved_workers(), len(todo))
+    threads = options.resolved_threads()
+    ctx = mp.get_context(options.start_method)
+    task_q, result_q = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, name=f"edgelite-batch-{i}",
+                         args=(task.value, options, threads, str(out), task_q, result_q), daemon=True)
+             for i in range(workers)]
+    pending = list(todo)
+    in_flight: dict[int, int] = {}  # pid -> shard index being processed
+    outstanding = 0
+    t_start, ready = time.perf_counter(), 0
+
+    def feed(n: int) -> None:
+        nonlocal outstanding
+        for _ in range(n):
+            if not pending:
+                return
+            i = pending.pop(0)
+            task_q.put((i, paths[i * k:(i + 1) * k]))
+            outstanding += 1
+
+    try:
+        for p in procs:
+            p.start()
+        feed(2 * workers)
+        while outstanding:
+            try:
+                msg = result_q.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+                if dead:
+                    p = dead[0]
+                    shard = in_flight.get(p.pid)
+                    raise BatchError(
+                        f"worker process {p.pid} died (exit code {p.exitcode}) while processing "
+                        f"{shard_name(shard) if shard is not None else 'its first shard'}; the {len(done)} completed "
+                        "shard(s) are kept: rerun the same command to resume") from None
+                continue
+            kind = msg[0]
+            if kind == "ready":
+                ready += 1
+                if ready == workers:  # spawn + imports + model loading, what a run pays before its first image
+                    manifest["seconds_startup_last_run"] = round(time.perf_counter() - t_start, 3)
+            elif kind == "progress":
+                bar.update(msg[2])
+            elif kind == "start":
+                in_flight[msg[1]] = msg[2]
+            elif kind == "done":
+                _, pid, index, rows, errs, ticks = msg
+                bar.update(ticks)
+                in_flight.pop(pid, None)
+                done.add(index)
+                outstanding -= 1
+                manifest["completed"] = [shard_name(i) for i in sorted(done)]
+                manifest["rows"][shard_name(index)] = rows
+                manifest["errors"][shard_name(index)] = errs
+                manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                write_json(out / MANIFEST, manifest)
+                feed(1)
+            elif kind == "fatal":
+                _, pid, index, text = msg
+                where = f" on {shard_name(index)}" if index is not None else " while loading its models"
+                raise BatchError(f"a worker failed{where}: {text.strip()}")
+        for _ in procs:
+            task_q.put(None)
+        for p in procs:
+            p.join(timeout=30)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+        for q in (task_q, result_q):
+            q.cancel_join_thread()
+            q.close()
+        remove_temps(out)
