@@ -238,6 +238,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _completed(out: Path) -> list:
+    """Shards the run has recorded as completed (the manifest is written atomically)."""
+    try:
+        return json.loads((out / "_manifest.json").read_text()).get("completed") or []
+    except (OSError, ValueError):
+        return []
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -253,7 +261,7 @@ def test_resume_after_kill9_matches_a_clean_run(tmp_path, zoo_models):
     p = subprocess.Popen([sys.executable, "-m", "edgelite.cli", "batch", *map(str, args), "-o", str(out)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_for(lambda: len(list(out.glob("part-*.parquet"))) >= 1, 120, "a first shard")
+        _wait_for(lambda: len(_completed(out)) >= 1, 120, "a first completed shard")
         workers = _children(p.pid)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
@@ -283,7 +291,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, zoo_models):
     p = subprocess.Popen([sys.executable, "-m", "edgelite.cli", "batch", *map(str, args)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _wait_for(lambda: len(list(out.glob("part-*.parquet"))) >= 1, 120, "a first shard")
+        _wait_for(lambda: len(_completed(out)) >= 1, 120, "a first completed shard")
         workers = _children(p.pid)
         os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
         _, err = p.communicate(timeout=60)

@@ -46,6 +46,10 @@ class ImageError(EdgeliteError, ValueError):
     """An image could not be read, or has an unsupported layout/dtype."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image over a size limit (``max_pixels``, ``max_bytes``), refused before decoding."""
+
+
 class GalleryError(EdgeliteError, RuntimeError):
     """An enrolment gallery operation failed (bad database, unknown person...)."""
 

@@ -40,7 +40,7 @@ from typing import Any, Union
 import numpy as np
 
 from ._optional import resolve_cv2
-from .errors import ImageError, ImageNotFoundError
+from .errors import ImageError, ImageNotFoundError, ImageTooLargeError
 
 #: Default cap on decoded image size (pixels). A 100 MP RGB image is 300 MB.
 DEFAULT_MAX_PIXELS: int = 100_000_000
@@ -372,7 +372,7 @@ def _decode_pil(data: bytes, label: str, max_pixels: int | None) -> np.ndarray:
     except UnidentifiedImageError as exc:
         raise ImageError(f"{label}: not a decodable image (first bytes {data[:8]!r})") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: refused by Pillow's decompression-bomb guard ({exc})") from exc
+        raise ImageTooLargeError(f"{label}: refused by Pillow's decompression-bomb guard ({exc})") from exc
     with im:
         w, h = im.size
         _check_pixels(w, h, max_pixels, label)
@@ -399,7 +399,7 @@ def _check_pixels(w: int, h: int, max_pixels: int | None, label: str) -> None:
     if w <= 0 or h <= 0:
         raise ImageError(f"{label}: image has no pixels ({w}x{h})")
     if max_pixels is not None and w * h > max_pixels:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{label}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds max_pixels={max_pixels:,}; "
             "pass a larger max_pixels (or None) if you really mean to decode it"
         )
@@ -435,7 +435,7 @@ def _read_file(path: Path, max_bytes: int | None) -> bytes:
             raise ImageError(f"{label}: is {kind}; images are read from regular files only "
                              "(read the bytes yourself and pass them to load_image if you mean it)")
         if max_bytes is not None and st.st_size > max_bytes:
-            raise ImageError(f"{label}: file is {st.st_size:,} bytes, over max_bytes={max_bytes:,}; "
+            raise ImageTooLargeError(f"{label}: file is {st.st_size:,} bytes, over max_bytes={max_bytes:,}; "
                              "pass a larger max_bytes if you really mean to read it")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
@@ -453,7 +453,7 @@ def _read_file(path: Path, max_bytes: int | None) -> bytes:
     finally:
         os.close(fd)
     if max_bytes is not None and len(data) > max_bytes:  # the file grew while we read it
-        raise ImageError(f"{label}: more than max_bytes={max_bytes:,} bytes; pass a larger max_bytes")
+        raise ImageTooLargeError(f"{label}: more than max_bytes={max_bytes:,} bytes; pass a larger max_bytes")
     return data
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .options import BatchError, BatchOptions, Task
 from .output import (
-    MANIFEST, gather_errors, remove_temps, shard_name, write_json, write_shard,
+    ERRORS_DIR, MANIFEST, gather_errors, remove_temps, shard_name, write_json, write_shard,
 )
 
 _PROGRESS_EVERY = 8  # inputs between progress messages from a worker
@@ -130,6 +130,17 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
     outstanding = 0
     t_start, ready = time.perf_counter(), 0
 
+    def record(msg) -> None:
+        _, pid, index, rows, errs, ticks = msg
+        bar.update(ticks)
+        in_flight.pop(pid, None)
+        done.add(index)
+        manifest["completed"] = [shard_name(i) for i in sorted(done)]
+        manifest["rows"][shard_name(index)] = rows
+        manifest["errors"][shard_name(index)] = errs
+        manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(out / MANIFEST, manifest)
+
     def feed(n: int) -> None:
         nonlocal outstanding
         for _ in range(n):
@@ -166,16 +177,8 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
             elif kind == "start":
                 in_flight[msg[1]] = msg[2]
             elif kind == "done":
-                _, pid, index, rows, errs, ticks = msg
-                bar.update(ticks)
-                in_flight.pop(pid, None)
-                done.add(index)
+                record(msg)
                 outstanding -= 1
-                manifest["completed"] = [shard_name(i) for i in sorted(done)]
-                manifest["rows"][shard_name(index)] = rows
-                manifest["errors"][shard_name(index)] = errs
-                manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                write_json(out / MANIFEST, manifest)
                 feed(1)
             elif kind == "fatal":
                 _, pid, index, text = msg
@@ -194,6 +197,22 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
+        # Stopped early (Ctrl-C, a failure): shards whose "done" was already sent are
+        # recorded; a shard file whose worker was stopped before it reported is removed
+        # (it is redone on resume). Either way the files on disk are exactly the
+        # manifest's completed shards.
+        try:
+            while True:
+                msg = result_q.get(timeout=0.2)
+                if msg[0] == "done":
+                    record(msg)
+        except (queue.Empty, OSError, EOFError, ValueError):
+            pass
+        ext = "." + options.format.value
+        for p in out.glob("part-*" + ext):
+            if p.name[: -len(ext)] not in manifest["completed"]:
+                p.unlink(missing_ok=True)
+                (out / ERRORS_DIR / p.name).unlink(missing_ok=True)
         for q in (task_q, result_q):
             q.cancel_join_thread()
             q.close()

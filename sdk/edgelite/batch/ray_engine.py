@@ -34,6 +34,7 @@ import math
 import os
 import time
 
+from ..errors import IntegrityError
 from .options import BatchError, BatchOptions, IfExists, OutputFormat, Task
 
 #: Files per ``map_batches`` call at most: bounds the bytes an actor holds at once.
@@ -115,7 +116,12 @@ def _ship_models(options: BatchOptions, models: dict) -> dict:
             # file alone could lose them. The gallery stays a path every node must see.
             continue
         with open(info["path"], "rb") as f:
-            out[key] = (os.path.basename(info["path"]), f.read())
+            data = f.read()
+        sha = hashlib.sha256(data).hexdigest()
+        if info.get("sha256") and sha != info["sha256"]:
+            raise IntegrityError(f"{info['path']} changed since the run started (SHA-256 {sha[:16]}, the manifest "
+                                 f"records {info['sha256'][:16]}); rerun the command")
+        out[key] = (os.path.basename(info["path"]), data, sha)
     return out
 
 
@@ -129,13 +135,18 @@ def _install_models(options: BatchOptions, models: dict) -> BatchOptions:
     (root / "models").mkdir()
     (root / "files").mkdir()
     paths = {}
-    for key, (name, data) in models.items():
+    from .. import zoo
+
+    for key, (name, data, sha) in models.items():
         # zoo models keep the zoo layout (the detector picks 320 or 640 per image);
         # the others keep their file name (it is part of their model id)
         dest = (root / "models" / name) if key.startswith("detector_") or (
             key == "embedder" and not options.embedder_model) else (root / "files" / key / name)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if hashlib.sha256(data).hexdigest() != sha:  # what arrived is what the driver read
+            raise IntegrityError(f"model {name}: the bytes received on this node do not match their SHA-256")
         dest.write_bytes(data)
+        zoo.write_sha256_sidecar(dest, sha)  # zoo loads verify models against it
         paths[key] = str(dest)
     repl = {"cache_dir": str(root)}
     for key, opt in (("detector", "detector_model"), ("embedder", "embedder_model"), ("model", "model")):

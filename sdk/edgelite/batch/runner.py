@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import EdgeliteError, ImageError, ImageNotFoundError, InputError
+from ..errors import EdgeliteError, ImageError, ImageNotFoundError, ImageTooLargeError, InputError
 from .inputs import UnreadableError, decode_npy, read_bytes
 from .options import BatchError, BatchOptions, Task
 
@@ -42,8 +42,10 @@ def classify(exc: BaseException) -> str:
     """The errors-table ``reason`` code of an exception (see :func:`errors_schema`)."""
     if isinstance(exc, (UnreadableError, ImageNotFoundError)):
         return "unreadable"
+    if isinstance(exc, ImageTooLargeError):
+        return "too_large"
     if isinstance(exc, ImageError):
-        return "too_large" if "max_pixels" in str(exc) else "not_an_image"
+        return "not_an_image"
     if isinstance(exc, InputError):
         return "bad_input"
     return "failed"
