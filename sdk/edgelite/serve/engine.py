@@ -81,8 +81,6 @@ def response_for_exception(exc: BaseException) -> Response:
     if isinstance(exc, ModelMismatchError):
         return error_response(409, "model_mismatch", str(exc))
     if isinstance(exc, GalleryError):
-        if "no person named" in str(exc):
-            return error_response(404, "unknown_person", str(exc))
         return error_response(500, "gallery_error", str(exc))
     if isinstance(exc, (ImageError, InputError)):
         return error_response(400, "bad_input", str(exc))
@@ -590,7 +588,10 @@ class Engine:
         if not name:
             raise RequestError(400, "bad_input", "verify needs ?name=<enrolled name> with one image, or two images "
                                                  '(JSON {"a": base64, "b": base64} or multipart fields a and b)')
-        res = self.gallery().verify(vecs[0], name, model_id=self._embedder.model_id, threshold=thr)
+        gal = self.gallery()
+        if name not in gal:
+            raise RequestError(404, "unknown_person", "no such person in the gallery")
+        res = gal.verify(vecs[0], name, model_id=self._embedder.model_id, threshold=thr)
         (k, j), = embs.keys()
         return json_response({**res.to_dict(), "face": job["images"][k][1][j].to_dict()})
 
