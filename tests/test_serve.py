@@ -456,3 +456,38 @@ def test_model_route_takes_an_image_through_the_models_embedded_preprocessing(se
     assert set(got.files) == set(want)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("task", ["detect", "verify", "model"])
+def test_invocations_runs_the_configured_task(model_dir, tmp_path, task):
+    """/invocations does what EDGELITE_SERVE_TASK says (SageMaker has only that one route)."""
+    d = tmp_path / "model"
+    shutil.copytree(model_dir, d)
+    (d / "serve.json").write_text(json.dumps({"model": "sface-int8"}))
+    s = ServerProcess([], container=True, log=tmp_path / "log",
+                      env={"EDGELITE_MODEL_DIR": str(d), "EDGELITE_SERVE_TASK": task,
+                           "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    try:
+        s.wait_ready()
+        if task == "detect":
+            doc = s.client.post("/invocations", content=ISS, headers=JPEG).json()
+            assert len(doc["faces"]) == 2 and "embedding" not in doc["faces"][0]
+        elif task == "verify":
+            r = s.client.post("/invocations", content=NICK, headers={
+                **JPEG, "X-Amzn-SageMaker-Custom-Attributes": "name=Nick Hague"})
+            assert r.status_code == 200 and r.json()["accepted"] is True
+        else:
+            x = np.random.default_rng(2).uniform(0, 255, (1, 112, 112, 3)).astype(np.float32)
+            r = s.client.post("/invocations", content=npy_bytes(x),
+                              headers={"Content-Type": "application/x-npy", "Accept": "application/x-npy"})
+            assert r.status_code == 200
+            assert np.load(io.BytesIO(r.content)).shape == (1, 128)
+            import cv2
+
+            ok, png = cv2.imencode(".png", np.full((112, 112, 3), 90, np.uint8))
+            r = s.client.post("/invocations", content=png.tobytes(), headers={"Content-Type": "image/png"})
+            assert r.status_code == 200 and len(next(iter(r.json()["outputs"].values()))[0]) == 128
+            r = s.client.post("/invocations", content=NICK, headers=JPEG)  # its spec says resize "none"
+            assert r.status_code == 400 and "112x112" in r.json()["error"]["message"]
+    finally:
+        s.stop()
