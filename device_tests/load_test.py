@@ -321,7 +321,8 @@ def overload(model_dir, frames, tmp, capacity, seconds):
     ok = [r for r in res if r[0] == 200]
     rej = [r for r in res if r[0] == 503]
     other = [r for r in res if r[0] not in (200, 503)]
-    out = {"rate_per_s": rate, "capacity_per_s": capacity, "sent": len(res), "accepted": len(ok),
+    out = {"rate_per_s": rate, "achieved_rate_per_s": len(res) / seconds, "capacity_per_s": capacity,
+           "sent": len(res), "accepted": len(ok), "accepted_per_s": len(ok) / seconds,
            "accepted_correct": sum(r[2] for r in ok), "rejected_503": len(rej),
            "rejected_with_retry_after": sum(r[3] == "1" for r in rej), "other_errors": len(other),
            "other_codes": sorted({str(r[0]) for r in other}),
@@ -350,14 +351,20 @@ def kill_worker(model_dir, frames, tmp, seconds):
             os.kill(victim, signal.SIGKILL)
             events["killed_at"] = time.perf_counter() - t0
             async with httpx.AsyncClient(timeout=5) as c:
+                down = False  # first see /ping notice the death (503), then come back (200)
                 while time.perf_counter() < stop_at:
                     try:
-                        if (await c.get(s.url + "/ping")).status_code == 200:
-                            events["ping_back_at"] = time.perf_counter() - t0
-                            break
+                        code = (await c.get(s.url + "/ping")).status_code
                     except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.02)
+                        code = None
+                    now = time.perf_counter() - t0
+                    if not down and code == 503:
+                        down = True
+                        events["ping_down_at"] = now
+                    elif down and code == 200:
+                        events["ping_back_at"] = now
+                        break
+                    await asyncio.sleep(0.01)
 
         r = asyncio.run(closed_loop(url, frames, 8, seconds, on_tick=tick))
     finally:
@@ -375,6 +382,7 @@ def kill_worker(model_dir, frames, tmp, seconds):
     failed = sum(v for k, v in r["codes"].items() if k != "200")
     out = {"requests": sum(r["codes"].values()), "codes": r["codes"], "failed": failed,
            "killed_at_s": events["killed_at"],
+           "ping_503_after_s": events.get("ping_down_at", float("nan")) - events["killed_at"],
            "ping_back_after_s": (events.get("ping_back_at", float("nan")) - events["killed_at"]),
            "throughput_back_after_s": None if back is None else back - events["killed_at"],
            "throughput_before_per_s": 2 * base}

@@ -55,6 +55,7 @@ class WorkerSpec:
     batch: BatchPolicy
     eager: tuple
     writable_gallery: bool
+    nice: int = 5
 
 
 def worker_main(index: int, spec: WorkerSpec, requests: "mp.Queue", results, parent_pid: int) -> None:
@@ -63,6 +64,14 @@ def worker_main(index: int, spec: WorkerSpec, requests: "mp.Queue", results, par
     # a worker that died on the signal would drop requests the parent is still answering.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Workers yield the CPU to the HTTP process: when they saturate every core, the
+    # front must still answer /ping, /metrics and the 503s of backpressure at once
+    # (a starved front turns fast refusals into timeouts).
+    if spec.nice:
+        try:
+            os.nice(spec.nice)
+        except OSError:
+            pass
     try:
         engine = Engine(spec.files, num_threads=spec.num_threads, eager=spec.eager,
                         writable_gallery=spec.writable_gallery)
