@@ -353,3 +353,28 @@ def test_identify_names_faces_from_a_gallery(folder, tmp_path):
     assert names[("Eileen_Collins.png", 0)] is None
     with pytest.raises(edgelite.InputError, match="gallery"):
         run_batch("identify", [folder / "demo"], tmp_path / "o2")
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path, zoo_models):
+    """SIGKILL one worker (what the OOM killer does): the pool restarts, the output is exact."""
+    orl = [FACES / "orl" / f"s{i}" for i in range(23, 31)]
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "edgelite.cli", "batch", "embed", *map(str, orl), "-o", str(out),
+                          "--workers", "2", "--shard-size", "4", "-q", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: len(list(out.glob("part-*.parquet"))) >= 1, 120, "a first shard")
+        workers = [c for c in _children(p.pid)
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err[-3000:]
+    m = json.loads((out / "_manifest.json").read_text())
+    assert m["worker_restarts"] == 1 and m["finished"]
+    clean = run_batch("embed", orl, tmp_path / "clean", workers=1, shard_size=4, progress=False)
+    assert _strip(read_output(out)).equals(_strip(read_output(tmp_path / "clean")))
+    assert json.loads(stdout)["rows"] == clean.rows
