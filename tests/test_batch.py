@@ -220,6 +220,14 @@ def test_resume_skips_done_shards_and_refuses_other_settings(folder, tmp_path):
     assert r3.shards_skipped == 0 and r3.manifest["fingerprint"]["score_threshold"] == 0.9
     r = cli("detect", *src, "-o", out, "--shard-size", 4, "--no-resume", "-q")
     assert r.returncode == 2 and "already holds a batch run" in r.stderr
+    # a folder with part files edgelite did not write is never cleared
+    foreign = tmp_path / "spark_output"
+    foreign.mkdir()
+    (foreign / "part-00000.parquet").write_bytes(b"someone else's data")
+    for mode in ("resume", "overwrite"):
+        with pytest.raises(BatchError, match="no edgelite batch manifest"):
+            run_batch("detect", src, foreign, workers=1, if_exists=mode, progress=False)
+    assert (foreign / "part-00000.parquet").read_bytes() == b"someone else's data"
 
 
 def _wait_for(pred, timeout, what):
