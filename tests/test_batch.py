@@ -386,3 +386,12 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path, zoo
     clean = run_batch("embed", orl, tmp_path / "clean", workers=1, shard_size=4, progress=False)
     assert _strip(read_output(out)).equals(_strip(read_output(tmp_path / "clean")))
     assert json.loads(stdout)["rows"] == clean.rows
+
+
+def test_progress_bar_on_stderr_with_rate_and_eta(tmp_path, zoo_models):
+    r = cli("detect", FACES / "demo", "-o", tmp_path / "out", "--workers", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "5/5" in r.stderr and "img/s" in r.stderr  # tqdm: done/total, rate (ETA while running)
+    assert "5 inputs -> 6 rows, 0 errors" in r.stdout
+    q = cli("detect", FACES / "demo", "-o", tmp_path / "out", "-q")  # resumed: nothing to do, and quiet
+    assert q.returncode == 0 and "img/s" not in q.stderr and "1 shard(s) already done" in q.stdout
