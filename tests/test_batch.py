@@ -220,6 +220,14 @@ def test_resume_skips_done_shards_and_refuses_other_settings(folder, tmp_path):
     assert r3.shards_skipped == 0 and r3.manifest["fingerprint"]["score_threshold"] == 0.9
     r = cli("detect", *src, "-o", out, "--shard-size", 4, "--no-resume", "-q")
     assert r.returncode == 2 and "already holds a batch run" in r.stderr
+    # a folder with part files edgelite did not write is never cleared
+    foreign = tmp_path / "spark_output"
+    foreign.mkdir()
+    (foreign / "part-00000.parquet").write_bytes(b"someone else's data")
+    for mode in ("resume", "overwrite"):
+        with pytest.raises(BatchError, match="no edgelite batch manifest"):
+            run_batch("detect", src, foreign, workers=1, if_exists=mode, progress=False)
+    assert (foreign / "part-00000.parquet").read_bytes() == b"someone else's data"
 
 
 def _wait_for(pred, timeout, what):
@@ -361,3 +369,37 @@ def test_identify_names_faces_from_a_gallery(folder, tmp_path):
     assert names[("Eileen_Collins.png", 0)] is None
     with pytest.raises(edgelite.InputError, match="gallery"):
         run_batch("identify", [folder / "demo"], tmp_path / "o2")
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path, zoo_models):
+    """SIGKILL one worker (what the OOM killer does): the pool restarts, the output is exact."""
+    orl = [FACES / "orl" / f"s{i}" for i in range(23, 31)]
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "edgelite.cli", "batch", "embed", *map(str, orl), "-o", str(out),
+                          "--workers", "2", "--shard-size", "4", "-q", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: len(list(out.glob("part-*.parquet"))) >= 1, 120, "a first shard")
+        workers = [c for c in _children(p.pid)
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err[-3000:]
+    m = json.loads((out / "_manifest.json").read_text())
+    assert m["worker_restarts"] == 1 and m["finished"]
+    clean = run_batch("embed", orl, tmp_path / "clean", workers=1, shard_size=4, progress=False)
+    assert _strip(read_output(out)).equals(_strip(read_output(tmp_path / "clean")))
+    assert json.loads(stdout)["rows"] == clean.rows
+
+
+def test_progress_bar_on_stderr_with_rate_and_eta(tmp_path, zoo_models):
+    r = cli("detect", FACES / "demo", "-o", tmp_path / "out", "--workers", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "5/5" in r.stderr and "img/s" in r.stderr  # tqdm: done/total, rate (ETA while running)
+    assert "5 inputs -> 6 rows, 0 errors" in r.stdout
+    q = cli("detect", FACES / "demo", "-o", tmp_path / "out", "-q")  # resumed: nothing to do, and quiet
+    assert q.returncode == 0 and "img/s" not in q.stderr and "1 shard(s) already done" in q.stdout

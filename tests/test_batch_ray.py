@@ -16,7 +16,7 @@ pytest.importorskip("pyarrow")
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from edgelite.batch import TIMING_COLUMNS, read_errors, read_output, run_batch  # noqa: E402
+from edgelite.batch import TIMING_COLUMNS, BatchError, read_errors, read_output, run_batch  # noqa: E402
 from test_batch import make_folder  # noqa: E402
 
 
@@ -54,3 +54,12 @@ def test_ray_rows_equal_local_cli_rows(local_ray, tmp_path, zoo_models):
     assert m["engine"] == "ray" and m["finished"] and m["models"] == json.loads(
         (local / "_manifest.json").read_text())["models"]
     assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path / "ray"))
+    # the same run again: found complete, nothing redone; other settings: refused
+    again = run_batch("embed", ["file://" + str(folder)], out_uri, engine="ray", workers=2, progress=False)
+    assert again.shards_skipped == again.shards_total and again.rows == res.rows
+    with pytest.raises(BatchError, match="score_threshold"):
+        run_batch("embed", [folder], out_uri, engine="ray", score_threshold=0.9, progress=False)
+    # never deletes a folder it did not write (here: the photos themselves)
+    with pytest.raises(BatchError, match="no edgelite batch manifest"):
+        run_batch("embed", [folder], folder, engine="ray", if_exists="overwrite", progress=False)
+    assert (folder / "demo" / "Nick_Hague.jpg").is_file()

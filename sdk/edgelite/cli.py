@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("batch", help="a task over many files: sharded Parquet, resumable, local processes or Ray",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Run a task over many files; see docs/batch.md. Defaults are in the help texts.")
     from .batch.cli import add_arguments as add_batch_arguments  # argparse only: pyarrow/Ray load at run time
 
     add_batch_arguments(s)

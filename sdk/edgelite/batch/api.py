@@ -136,8 +136,9 @@ def run_batch(task: Task | str, inputs: Iterable[str | os.PathLike] | str | os.P
     if options.engine == Engine.RAY:
         from .ray_engine import run_ray
 
-        manifest = run_ray(task, paths, os.fspath(output), options, manifest)
-        skipped = 0
+        done = run_ray(task, paths, os.fspath(output), options, manifest)
+        skipped = shards if done is not manifest else 0  # the same finished run was found: nothing redone
+        manifest = done
     else:
         out_s = os.fspath(output)
         if is_uri(out_s):
@@ -146,11 +147,15 @@ def run_batch(task: Task | str, inputs: Iterable[str | os.PathLike] | str | os.P
         out = Path(out_s.removeprefix("file://"))
         out.mkdir(parents=True, exist_ok=True)
         old = read_manifest(out)
-        if old is not None or any(out.glob("part-*")):
+        if old is None and any(out.glob("part-*")):
+            # Not ours (no manifest): never delete someone else's part files.
+            raise BatchError(f"{out} holds part-* files but no edgelite batch manifest; choose another output "
+                             "folder")
+        if old is not None:
             if options.if_exists == IfExists.ERROR:
                 raise BatchError(f"{out} already holds a batch run; choose another folder or pass "
                                  "if_exists='resume' / 'overwrite'")
-            if options.if_exists == IfExists.OVERWRITE or old is None:
+            if options.if_exists == IfExists.OVERWRITE:
                 clear_output(out)
             else:
                 diffs = compare_manifest(old, manifest)

@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or URIs (s3://, gs:// with --engine ray)")
     p.add_argument("-o", "--output", required=True, help="output folder (or URI with --engine ray)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local worker processes, or Ray Data (extra 'ray')")
-    p.add_argument("--format", choices=("parquet", "jsonl"), default="parquet", help="shard format")
+                   help="local worker processes (default), or Ray Data (extra 'ray')")
+    p.add_argument("--format", choices=("parquet", "jsonl"), default="parquet", help="shard format (default: parquet)")
     p.add_argument("--workers", type=int, default=None, help="worker processes / Ray actors (default: CPU cores)")
     p.add_argument("--threads", type=int, default=None,
                    help="interpreter threads per worker (default: cores // workers, 1..4)")
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default 256)")
     p.add_argument("--batch-size", type=int, default=None, help="face crops per embedder call / inputs per "
                    "model call; 1 = off (default 16)")
-    p.add_argument("--precision", choices=("int8", "float32"), default="int8", help="zoo model precision")
+    p.add_argument("--precision", choices=("int8", "float32"), default="int8", help="zoo model precision (default: int8)")
     p.add_argument("--model", default=None, help="the .tflite of the model task")
     p.add_argument("--detector-model", default=None, help="your own YuNet .tflite instead of the zoo's")
     p.add_argument("--embedder-model", default=None, help="your own SFace-compatible .tflite")
@@ -37,14 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None, help="identify: cosine threshold (default: "
                    "the gallery's)")
     p.add_argument("--score-threshold", type=float, default=None, help="detector score threshold (default 0.6)")
-    p.add_argument("--input-size", default="auto", help="detector input: auto, 320 or 640")
+    p.add_argument("--input-size", default="auto", help="detector input: auto (default), 320 or 640")
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per image")
     p.add_argument("--cache-dir", default=None, help="zoo cache (default: $EDGELITE_CACHE_DIR or ~/.cache/edgelite)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="delete a previous run in OUT and start again "
                    "(default: resume it)")
     g.add_argument("--no-resume", action="store_true", help="refuse to write into an OUT that holds a run")
-    p.add_argument("--start-method", choices=("spawn", "forkserver"), default="spawn")
+    p.add_argument("--start-method", choices=("spawn", "forkserver"), default="spawn",
+                   help="how worker processes start (default: spawn; never fork)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--files-per-block", type=int, default=None, help="Ray: files per read block")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

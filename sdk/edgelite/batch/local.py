@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing as mp
 import os
@@ -29,6 +30,16 @@ from .output import (
 )
 
 _PROGRESS_EVERY = 8  # inputs between progress messages from a worker
+#: Pool restarts after a worker process died (OOM killer, a native crash in a decoder)
+#: before the run gives up; a shard that killed a worker twice stops the run at once.
+MAX_RESTARTS = 3
+_log = logging.getLogger("edgelite.batch")
+
+
+class _WorkerDied(Exception):
+    def __init__(self, pid: int, exitcode: int | None, shard: int | None):
+        super().__init__(pid, exitcode, shard)
+        self.pid, self.exitcode, self.shard = pid, exitcode, shard
 
 
 def _worker_main(task: str, options: BatchOptions, threads: int, out: str, task_q, result_q) -> None:
@@ -103,8 +114,32 @@ def run_local(task: Task, paths: list[str], out: Path, options: BatchOptions, ma
     if todo:
         done_inputs = sum(min(k, len(paths) - i * k) for i in done)
         bar = progress_bar(len(paths), done_inputs, options.progress, desc=f"{task.value}")
+        crashes: dict[int | None, int] = {}
         try:
-            _run_pool(task, paths, out, options, manifest, todo, done, bar)
+            while todo:
+                try:
+                    _run_pool(task, paths, out, options, manifest, todo, done, bar)
+                    break
+                except _WorkerDied as e:
+                    # A dead worker may have taken a shard off the queue without a word: restart
+                    # the pool on every shard not done (atomic shards make redoing one harmless).
+                    crashes[e.shard] = crashes.get(e.shard, 0) + 1
+                    manifest["worker_restarts"] = manifest.get("worker_restarts", 0) + 1
+                    where = shard_name(e.shard) if e.shard is not None else "its first shard"
+                    if manifest["worker_restarts"] > MAX_RESTARTS or (e.shard is not None and crashes[e.shard] > 1):
+                        raise BatchError(
+                            f"worker process {e.pid} died (exit code {e.exitcode}) while processing {where}"
+                            f"{' for the second time' if e.shard is not None and crashes[e.shard] > 1 else ''}; "
+                            f"the {len(done)} completed shard(s) are kept: rerun the same command to resume "
+                            f"(shard {where} holds inputs {where.split('-')[-1]} x shard_size onwards of the "
+                            "sorted list)") from None
+                    _log.warning("worker process %s died (exit code %s) while processing %s; restarting the "
+                                 "workers on the %d shard(s) not done", e.pid, e.exitcode, where,
+                                 n_shards - len(done))
+                    todo = [i for i in range(n_shards) if i not in done]
+                    bar.n = sum(min(k, len(paths) - i * k) for i in done)  # in-progress work is redone
+                    if hasattr(bar, "refresh"):
+                        bar.refresh()
         finally:
             bar.close()
     manifest["errors_total"] = gather_errors(out, sorted(done), options.format)
@@ -161,11 +196,7 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
                 dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
                 if dead:
                     p = dead[0]
-                    shard = in_flight.get(p.pid)
-                    raise BatchError(
-                        f"worker process {p.pid} died (exit code {p.exitcode}) while processing "
-                        f"{shard_name(shard) if shard is not None else 'its first shard'}; the {len(done)} completed "
-                        "shard(s) are kept: rerun the same command to resume") from None
+                    raise _WorkerDied(p.pid, p.exitcode, in_flight.get(p.pid))
                 continue
             kind = msg[0]
             if kind == "ready":

@@ -36,6 +36,7 @@ import time
 
 from ..errors import IntegrityError
 from .options import BatchError, BatchOptions, IfExists, OutputFormat, Task
+from .output import MANIFEST_FORMAT, compare_manifest
 
 #: Files per ``map_batches`` call at most: bounds the bytes an actor holds at once.
 RAY_MAX_BATCH = 64
@@ -219,11 +220,25 @@ def run_ray(task: Task, paths: list[str], output: str, options: BatchOptions, ma
     scheme = next(iter(schemes)) if schemes else None
     fs, root = _fs_and_path(output)
     info = fs.get_file_info(root)
-    if info.type != pafs.FileType.NotFound:
+    if info.type == pafs.FileType.File:
+        raise BatchError(f"output {output} is a file; give a folder (or prefix)")
+    if info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(root)):
+        old = _read_remote_manifest(fs, f"{root}/_manifest.json")
+        if old is None:
+            # Never delete a folder edgelite did not write (it could be the photos themselves).
+            raise BatchError(f"{output} is not empty and holds no edgelite batch manifest; choose another output")
         if options.if_exists == IfExists.ERROR:
-            raise BatchError(f"{output} already exists; pass if_exists='overwrite' or choose another output")
-        if info.type == pafs.FileType.Directory:
-            fs.delete_dir_contents(root)  # Ray runs are not resumed shard by shard: replace the output
+            raise BatchError(f"{output} already holds a batch run; choose another output or pass "
+                             "if_exists='overwrite'")
+        if options.if_exists == IfExists.RESUME:
+            diffs = compare_manifest(old, manifest)
+            if diffs:
+                raise BatchError(f"{output} holds a run made with other settings: {'; '.join(diffs)}. Pass "
+                                 "if_exists='overwrite' (--overwrite) to replace it, or choose another output")
+            if old.get("finished"):
+                return old  # the same run, complete: nothing to do
+        # Ray runs are not resumed shard by shard: an unfinished or replaced run starts again.
+        fs.delete_dir_contents(root)
     fs.create_dir(root, recursive=True)
     errors_dir = output.rstrip("/") + "/_errors"
     fs.create_dir(_fs_and_path(errors_dir)[1], recursive=True)
@@ -281,6 +296,19 @@ def run_ray(task: Task, paths: list[str], output: str, options: BatchOptions, ma
     with fs.open_output_stream(f"{root}/_manifest.json") as f:
         f.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
     return manifest
+
+
+def _read_remote_manifest(fs, path: str) -> dict | None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        try:
+            m = json.loads(f.read().decode("utf-8"))
+        except ValueError:
+            return None
+    return m if isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT else None
 
 
 def _read_any(fs, path: str, fmt: OutputFormat, schema):
