@@ -438,6 +438,23 @@ def _binary(op_type: str, fn: Callable[[Any, Any], Any]) -> None:
             b = const((1.0 / b.t.astype(np.float64)).astype(b.t.dtype))
             ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
             return [Val(tf.multiply(ta, tb), perm, colperm)]
+        if (op_type == "Div" and not b.is_const and not a.is_const and a.dtype.is_floating
+                and getattr(getattr(b.t, "op", None), "type", None) == "Sqrt"):
+            # x / sqrt(v) (LayerNorm exported by PyTorch < opset 17): x * rsqrt(v). RSQRT and MUL
+            # have int8 kernels, DIV by a tensor has none; the orphaned SQRT is pruned.
+            ctx.note(f"{node.label()}: x / sqrt(v) -> x * rsqrt(v) (int8 kernels)")
+            b = Val(tf.math.rsqrt(b.t.op.inputs[0]), b.perm, b.colperm)
+            ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
+            return [Val(tf.multiply(ta, tb), perm, colperm)]
+        if op_type == "Pow" and b.is_const and b.t.size == 1 and not a.is_const and a.dtype.is_floating:
+            p_ = float(b.t.reshape(-1)[0])
+            powers = {1.0: lambda x: x, 2.0: lambda x: x * x, 3.0: lambda x: x * x * x,
+                      0.5: tf.sqrt, -0.5: tf.math.rsqrt}
+            if p_ in powers:
+                # POW has no int8 kernel; x*x (MUL) and RSQRT/SQRT do.
+                ctx.note(f"{node.label()}: x ** {p_:g} -> " + {1.0: "x", 2.0: "x*x", 3.0: "x*x*x",
+                                                                 0.5: "sqrt(x)", -0.5: "rsqrt(x)"}[p_])
+                return [Val(powers[p_](a.t), a.perm, a.colperm)]
         ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
         return [Val(fn(ta, tb), perm, colperm)]
 
@@ -1469,6 +1486,34 @@ def _reduce(ctx: Ctx, node: Node, ins: list) -> list:
         return [tensor(y, v.perm)]
     _, perm = _drop_axes(v, axes)
     return [tensor(y, perm)]
+
+
+@handler("LayerNormalization")
+def _layer_norm(ctx: Ctx, node: Node, ins: list) -> list:
+    """``(x - mean) * rsqrt(var + eps) * scale + bias`` over the axes from ``axis`` on.
+
+    Built from MEAN, SUB, MUL, ADD and RSQRT, which all have int8 kernels (TF's own
+    layer-norm lowering adds a NEG that has none), so transformer blocks convert
+    fully integer.
+    """
+    v = ins[0]
+    axis = _norm_axis(int(node.attrs.get("axis", -1)), v.rank)
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    if len(node.outputs) > 1 and any(node.outputs[1:]):
+        raise ConversionError(f"{node.label()}: the Mean/InvStdDev outputs of LayerNormalization are not supported")
+    t = ctx.drop_colperm(v, node.label()) if v.colperm is not None else v.t
+    axes = [v.perm.index(a) for a in range(axis, v.rank)]
+    dt = _np_dtype(v)
+    mean = tf.reduce_mean(t, axis=axes, keepdims=True)
+    d = t - mean
+    var = tf.reduce_mean(d * d, axis=axes, keepdims=True)
+    y = d * tf.math.rsqrt(var + np.asarray(eps, dt))
+    like = Val(y, v.perm)
+    scale = ctx.const_in(node, ins, 1, "scale")
+    y = y * _match_dtype(_layout_const(ctx, scale, like), like)
+    if opt_in(ins, 2) is not None:
+        y = y + _match_dtype(_layout_const(ctx, ctx.const_in(node, ins, 2, "B"), like), like)
+    return [Val(y, v.perm)]
 
 
 #: Every ONNX op type (default domain) the importer converts.

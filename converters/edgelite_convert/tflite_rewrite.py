@@ -16,6 +16,9 @@ the flatbuffer the converter produced, by ops XNNPACK runs in int8:
   that producer (one requantization less: slightly *more* accurate); otherwise
   -> ``MAX_POOL_2D`` 1x1 with the fused activation (XNNPACK turns it into a clamp);
 * global ``AVERAGE_POOL_2D`` (window = input) -> ``MEAN`` over H, W;
+* a float island ``DEQUANTIZE -> NEG -> QUANTIZE`` (Keras LayerNormalization computes
+  ``-mean`` with a NEG that has no int8 kernel) -> one int8 ``MUL`` by -1, which makes
+  LayerNorm and attention blocks fully integer;
 * windowed ``AVERAGE_POOL_2D`` -> ``DEPTHWISE_CONV_2D`` with weights 1/(kh·kw),
   and, for SAME padding (TFLite's average excludes the padding), a ``MUL`` by a
   constant [1, H, W, 1] map of (kh·kw)/count.
@@ -236,6 +239,32 @@ def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
         removed.add(id(op))
         done[f"{op_name[code]} fused into its {pname} producer"] += 1
     G.g.operators = [o for o in G.g.operators if id(o) not in removed]
+    # 1b) float islands DEQUANTIZE -> NEG -> QUANTIZE (Keras LayerNormalization's -mean) -> int8 MUL by -1
+    producer = {int(o): op for op in G.g.operators for o in (op.outputs if op.outputs is not None else [])}
+    consumers = G.consumers()
+    removed = set()
+    replace: dict[int, object] = {}
+    for op in G.g.operators:
+        if G.code(op) != s.BuiltinOperator.QUANTIZE:
+            continue
+        f_out, q_out = int(op.inputs[0]), int(op.outputs[0])
+        neg = producer.get(f_out)
+        if neg is None or G.code(neg) != s.BuiltinOperator.NEG or len(consumers[f_out]) != 1:
+            continue
+        f_in = int(neg.inputs[0])
+        deq = producer.get(f_in)
+        if deq is None or G.code(deq) != s.BuiltinOperator.DEQUANTIZE or len(consumers[f_in]) != 1:
+            continue
+        q_in = int(deq.inputs[0])
+        if not (G.is_int8(q_in) and G.is_int8(q_out)) or f_out in graph_outputs or f_in in graph_outputs:
+            continue
+        m1 = G.tensor(f"{G.g.tensors[q_out].name}/minus_one", [1], s.TensorType.INT8, G.quant(1.0 / 127, 0),
+                      np.array([-127], np.int8))
+        replace[id(op)] = G.op(s.BuiltinOperator.MUL, 2, [q_in, m1], [q_out], s.BuiltinOptions.MulOptions,
+                               s.MulOptionsT())
+        removed.update({id(neg), id(deq)})
+        done["float DEQUANTIZE -> NEG -> QUANTIZE (Keras LayerNorm) -> int8 MUL by -1"] += 1
+    G.g.operators = [replace.get(id(o), o) for o in G.g.operators if id(o) not in removed]
     # 2) replace the ops XNNPACK does not take in int8
     new_ops = []
     for i, op in enumerate(G.g.operators):
