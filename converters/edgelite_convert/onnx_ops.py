@@ -729,9 +729,34 @@ def _conv(ctx: Ctx, node: Node, ins: list) -> list:
     axes = _window_axes(node, [int(x.shape[1]), int(x.shape[2])], [kh, kw])
     strides = [1, axes[0].stride, axes[1].stride, 1]
     dil = [1, axes[0].dilation, axes[1].dilation, 1]
+    x_unpadded = x
     x, padding = _choose_padding(ctx, node, x, axes)
     w = w.astype(_np_dtype(tensor(x)))
-    if group == 1:
+    s0 = min(axes[0].stride, axes[1].stride)
+    if (group == c and cin_g == 1 and axes[0].stride != axes[1].stride
+            and axes[0].stride % s0 == 0 and axes[1].stride % s0 == 0
+            and all(a.pad_begin >= 0 and a.eff_end >= -a.stride for a in axes)):
+        # Depthwise with unequal strides (e.g. (2, 1) in text recognisers): TF's depthwise
+        # kernel wants equal strides. One DEPTHWISE_CONV_2D at stride (s0, s0) on the
+        # explicitly padded input, then keep every f-th row/column with RESHAPE + SLICE
+        # (ops XNNPACK runs in int8) - instead of one CONV_2D per channel.
+        mult = m // c
+        filt = w.reshape(c, mult, kh, kw).transpose(2, 3, 0, 1)
+        # pad so the stride-s0 output has exactly out * f rows/columns (no second PAD later)
+        pads = [[0, 0]]
+        for a in axes:
+            end = max(a.eff_end, 0, (a.out * (a.stride // s0) - 1) * s0 + a.keff - a.size - a.pad_begin)
+            pads.append([a.pad_begin, end])
+        xp = tf.pad(x_unpadded, pads + [[0, 0]]) if any(p_ for pp in pads for p_ in pp) else x_unpadded
+        y = tf.nn.depthwise_conv2d(xp, filt, [1, s0, s0, 1], "VALID", dilations=dil[1:3])
+        if bias is not None:  # before subsampling, so it fuses into the DEPTHWISE_CONV_2D
+            y = tf.nn.bias_add(y, bias.astype(_np_dtype(tensor(y))))
+            bias = None
+        for ax, a in ((1, axes[0]), (2, axes[1])):
+            y = _subsample(y, ax, a.stride // s0, a.out)
+        ctx.note(f"{node.label()}: depthwise conv with strides {[axes[0].stride, axes[1].stride]} -> one "
+                 f"DEPTHWISE_CONV_2D at stride {s0} + subsampling (RESHAPE/SLICE)")
+    elif group == 1:
         y = tf.nn.conv2d(x, w.transpose(2, 3, 1, 0), strides, padding, dilations=dil)
     elif group == c and cin_g == 1 and axes[0].stride == axes[1].stride:
         mult = m // c
@@ -750,6 +775,32 @@ def _conv(ctx: Ctx, node: Node, ins: list) -> list:
     if bias is not None:
         y = tf.nn.bias_add(y, bias.astype(_np_dtype(tensor(y))))
     return [tensor(y, NHWC_PERM)]
+
+
+def _subsample(y: Any, axis: int, f: int, n_out: int) -> Any:
+    """Keep elements ``0, f, 2f, ...`` (``n_out`` of them) of ``axis`` of an NHWC tensor.
+
+    Done as (pad/slice to ``n_out * f``) -> RESHAPE to split the axis into
+    ``(n_out, f)`` -> SLICE index 0 -> RESHAPE: unit-stride ops only, which XNNPACK
+    runs in int8 (a strided STRIDED_SLICE it does not).
+    """
+    n = int(y.shape[axis])
+    if f == 1:
+        return y if n == n_out else _slice_axis(y, axis, 0, n_out)
+    need = n_out * f
+    if n < need:
+        pads = [[0, 0]] * 4
+        pads[axis] = [0, need - n]
+        y = tf.pad(y, pads)
+    elif n > need:
+        y = _slice_axis(y, axis, 0, need)
+    shape = [int(d) for d in y.shape]
+    inner = int(np.prod(shape[axis + 1:]))
+    # [N, ..., n_out, f * inner] keeps the tensor 4-D at most (XNNPACK's SLICE)
+    split = shape[:axis] + [n_out, f * inner]
+    y = batch_reshape(y, split)
+    y = y[..., :inner]  # STRIDED_SLICE with unit strides and masks: no batch size baked in
+    return batch_reshape(y, shape[:axis] + [n_out] + shape[axis + 1:])
 
 
 @handler("ConvTranspose")

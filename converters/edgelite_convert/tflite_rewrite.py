@@ -148,6 +148,9 @@ _FUSABLE = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "CONV
             "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions", "FULLY_CONNECTED": "FullyConnectedOptions"}
 
 
+_MOVES = {"RESHAPE", "STRIDED_SLICE", "SLICE", "PAD", "SQUEEZE", "EXPAND_DIMS"}
+
+
 def _avg_pool(G: _Graph, op, name: str) -> list:
     s = G.s
     x, y = int(op.inputs[0]), int(op.outputs[0])
@@ -228,16 +231,35 @@ def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
         x, y = int(op.inputs[0]), int(op.outputs[0])
         if not (G.is_int8(x) and G.is_int8(y)):
             continue
-        p = producer.get(x)
-        if p is None or x in graph_outputs or len(consumers[x]) != 1 or id(p) in removed:
+        # walk back through data-movement ops (they commute with an elementwise clamp; PAD pads
+        # with the zero point, i.e. a real 0, which the clamp keeps)
+        chain, t = [], x
+        while True:
+            p = producer.get(t)
+            if (p is None or t in graph_outputs or len(consumers[t]) != 1 or id(p) in removed
+                    or op_name.get(G.code(p), "") not in _MOVES or not G.is_int8(int(p.inputs[0]))):
+                break
+            chain.append(p)
+            t = int(p.inputs[0])
+        p = producer.get(t)
+        if p is None or t in graph_outputs or len(consumers[t]) != 1 or id(p) in removed:
             continue
         pname = op_name.get(G.code(p), "")
         if pname not in _FUSABLE or p.builtinOptions is None or p.builtinOptions.fusedActivationFunction != 0:
             continue
         p.builtinOptions.fusedActivationFunction = act[code]
-        p.outputs = [y if int(t) == x else int(t) for t in p.outputs]
+        if chain:
+            # the producer now writes the clamped values: every tensor of the chain takes the
+            # activation's quantization, and the last movement op writes the activation's output
+            q = G.g.tensors[y].quantization
+            for ti in [t] + [int(c.outputs[0]) for c in chain[1:]]:
+                G.g.tensors[ti].quantization = G.quant(q.scale, q.zeroPoint)
+            chain[0].outputs = [y]
+        else:
+            p.outputs = [y if int(o) == x else int(o) for o in p.outputs]
         removed.add(id(op))
-        done[f"{op_name[code]} fused into its {pname} producer"] += 1
+        via = f" through {' + '.join(op_name.get(G.code(c), '?') for c in reversed(chain))}" if chain else ""
+        done[f"{op_name[code]} fused into its {pname} producer{via}"] += 1
     G.g.operators = [o for o in G.g.operators if id(o) not in removed]
     # 1b) float islands DEQUANTIZE -> NEG -> QUANTIZE (Keras LayerNormalization's -mean) -> int8 MUL by -1
     producer = {int(o): op for op in G.g.operators for o in (op.outputs if op.outputs is not None else [])}
