@@ -191,3 +191,23 @@ def test_stride_2_1_depthwise_is_one_op_one_partition_int8(tmp_path):
     assert _not_delegated(res.model) == [] and _partitions(res.model) == 1
     assert res.report["validation"]["cosine_min_over_outputs"] >= 0.999
     assert res.report["batch"]["batch_polymorphic"] is True
+
+
+@pytest.mark.slow
+def test_six_way_concatenation_is_split_for_xnnpack():
+    """NASNet cells concatenate 6 branches: XNNPACK takes at most 5 inputs, so the op stayed on the
+    builtin kernel in int8 and float32 (13 partitions in NASNetMobile)."""
+    import keras
+
+    from edgelite_convert import ConvertOptions, convert
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 16, 3))
+    c = keras.layers.Concatenate()([keras.layers.Conv2D(4, 1)(x) for _ in range(6)])
+    m = keras.Model(x, keras.layers.Flatten()(keras.layers.Conv2D(4, 1)(c)))
+    calib = [RNG.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(30)]
+    res = convert(m, calibration=calib, progress=False, options=ConvertOptions(holdout=8))
+    for b in (res.model, res.float_model):
+        assert _not_delegated(b) == [] and _partitions(b) == 1
+    assert any("CONCATENATION of 6 inputs" in r for r in res.report["rewrites"])
+    assert res.report["validation"]["cosine_min_over_outputs"] >= 0.999

@@ -299,6 +299,10 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         from .tflite_rewrite import rewrite_for_xnnpack
 
         qbytes, int8_rewrites = rewrite_for_xnnpack(qbytes)
+    if opts.xnnpack_rewrites:
+        from .tflite_rewrite import split_large_concats
+
+        fbytes, _ = split_large_concats(fbytes)
     batch_info: dict = {"batch_polymorphic": False, "reason": "disabled (ConvertOptions.batch_polymorphic)"}
     if opts.batch_polymorphic:
         from .batching import make_batch_polymorphic
