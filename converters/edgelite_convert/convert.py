@@ -82,6 +82,7 @@ class ConvertOptions:
     timeout_s: float = 1800.0
     batch_polymorphic: bool = True
     static_batch: bool = True
+    onnxruntime_baseline: bool = False
     xnnpack_rewrites: bool = True
     allow_collapsed: bool = False
     min_cosine: float = 0.8
@@ -345,6 +346,16 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             _refuse_collapsed(report["validation"], opts, report.get("degenerate_activation_ranges") or [])
     if kind == "onnx" and held is not None and held.count:
         report["onnx_vs_float_tflite"] = _onnx_parity(path, fbytes, held, {**prep, "input_shapes": input_shapes})
+        if opts.onnxruntime_baseline and calib_set is not None and opts.mode == QuantMode.INT8:
+            from .ort_baseline import onnxruntime_int8_baseline
+
+            base = onnxruntime_int8_baseline(_onnx_with_shapes_bytes(path, input_shapes), calib_set.arrays,
+                                             held.arrays, prep.get("onnx_input_layouts", {}),
+                                             per_channel=opts.per_channel)
+            v = report.get("validation") or {}
+            if "outputs" in base and v:
+                base["edgelite_int8_cosine_min_over_outputs"] = v.get("cosine_min_over_outputs")
+            report["onnxruntime_int8_baseline"] = base
     meta = EdgeliteMetadata(
         task=task, name=name or (src_name.rsplit(".", 1)[0] if src_name else "model"),
         preprocessing=preprocess, labels=tuple(labels) if labels else None,
@@ -644,6 +655,11 @@ def _onnx_with_shapes(path: Path, prep: dict) -> bytes | str:
             d.dim_param = f"{o.name}_d{k}"
     del m.graph.value_info[:]
     return m.SerializeToString()
+
+
+def _onnx_with_shapes_bytes(path: Path, input_shapes: dict | None) -> bytes:
+    got = _onnx_with_shapes(path, {"input_shapes": input_shapes})
+    return Path(got).read_bytes() if isinstance(got, str) else got
 
 
 def _match_outputs(ref_by_name: dict, got: dict) -> dict:
