@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help=".keras/.h5 file, SavedModel directory or .onnx file")
+    p.add_argument("source", help=".keras/.h5 file, SavedModel directory, .onnx file, or .pt2 torch.export "
+                                  "ExportedProgram (needs torch)")
     p.add_argument("-o", "--output", required=True, help="output .tflite (report JSON written beside it)")
     p.add_argument("--calibration", help="folder of images (recursive), .npy or .npz")
     p.add_argument("--validate", help="held-out images folder / .npy / .npz (default: hold out calibration samples)")

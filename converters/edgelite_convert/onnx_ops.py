@@ -670,11 +670,11 @@ def _edge_pad(x: Any, axis: int, before: int, after: int) -> Any:
 
 
 def _slice_axis(x: Any, axis: int, start: int, stop: int) -> Any:
-    begin = [0] * len(x.shape)
-    size = [-1] * len(x.shape)
-    begin[axis] = start
-    size[axis] = stop - start
-    return tf.slice(x, begin, size)
+    # Python slicing -> STRIDED_SLICE with unit strides and begin/end masks on the other axes:
+    # XNNPACK runs it in int8 (not SLICE), and no other axis size (the batch) is baked in.
+    sl = [slice(None)] * len(x.shape)
+    sl[axis] = slice(start, stop)
+    return x[tuple(sl)]
 
 
 def _pad_nhwc(x: Any, axes: Sequence[_Axis], mode: str = "zero") -> Any:
@@ -1315,9 +1315,8 @@ def _pad(ctx: Ctx, node: Node, ins: list) -> list:
     # Negative pads crop.
     if any(p < 0 for p in sb + se):
         shp = [int(d) for d in t.shape]
-        t = tf.slice(t, [max(-p, 0) for p in sb],
-                     [shp[i] - max(-sb[i], 0) - max(-se[i], 0) if sb[i] < 0 or se[i] < 0 else -1
-                      for i in range(r)])
+        t = t[tuple(slice(max(-sb[i], 0), shp[i] - max(-se[i], 0)) if sb[i] < 0 or se[i] < 0 else slice(None)
+                    for i in range(r))]
         sb, se = [max(p, 0) for p in sb], [max(p, 0) for p in se]
     if mode == "constant":
         y = tf.pad(t, list(zip(sb, se)), constant_values=value)
