@@ -65,7 +65,17 @@ class IOType(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class ConvertOptions:
-    """Typed conversion options (validated on construction)."""
+    """Typed conversion options (validated on construction).
+
+    Beyond the quantization settings:
+
+    * ``batch_polymorphic``: declare the batch dim dynamic when a batch of N is proven
+      to equal N single runs (see :mod:`edgelite_convert.batching`);
+    * ``static_batch``: export Keras models with a batch of 1 (shape chains fold);
+    * ``xnnpack_rewrites``: the int8 flatbuffer rewrites of :mod:`edgelite_convert.tflite_rewrite`;
+    * ``allow_collapsed`` / ``min_cosine`` / ``min_snr_db``: the collapsed-int8 refusal;
+    * ``onnxruntime_baseline``: also report onnxruntime's static int8 (ONNX sources).
+    """
 
     mode: QuantMode = QuantMode.INT8
     input_type: IOType = IOType.INT8
