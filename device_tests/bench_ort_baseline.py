@@ -117,8 +117,14 @@ def run_model(name: str, threads: list[int], seconds: float) -> dict:
                 self.i += 1
                 return {in_name: calib[self.i - 1:self.i].transpose(0, 3, 1, 2)}
 
+        import onnx
+        from onnx import version_converter
+
         fp, qp = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
-        fp.write_bytes(onnx_bytes)
+        fm = onnx.load_from_string(onnx_bytes)
+        if next((o.version for o in fm.opset_import if o.domain in ("", "ai.onnx")), 0) < 13:
+            fm = version_converter.convert_version(fm, 13)  # per-channel QDQ needs opset 13
+        onnx.save(fm, str(fp))
         quantize_static(str(fp), str(qp), R(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         x = held[:1]
