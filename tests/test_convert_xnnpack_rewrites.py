@@ -162,3 +162,52 @@ def test_avgpool_rewrite_matches_tflite_average_pool_exactly_enough():
         b = edgelite.Model(new).run(x, dequantize=False)
         d = np.abs(next(iter(a.values())).astype(int) - next(iter(b.values())).astype(int))
         assert d.max() <= 1, (stride, d.max())
+
+
+@pytest.mark.slow
+def test_stride_2_1_depthwise_is_one_op_one_partition_int8(tmp_path):
+    """Text-recogniser block: depthwise 3x3 with strides (2, 1) + ReLU (item 7): one DEPTHWISE_CONV_2D
+    (not one CONV_2D per channel), the ReLU fused through the subsampling, one XNNPACK partition."""
+    from edgelite_convert import ConvertOptions, convert
+
+    c = 8
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w1", "b1"], ["d"], group=c, strides=[2, 1], pads=[1, 1, 1, 1],
+                              kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["d"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 48])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 8, 48])],
+                          [numpy_helper.from_array(RNG.normal(0, .3, (c, 3, 3, 3)).astype(np.float32), "w0"),
+                           numpy_helper.from_array(RNG.normal(0, .3, (c, 1, 3, 3)).astype(np.float32), "w1"),
+                           numpy_helper.from_array(RNG.normal(0, .1, (c,)).astype(np.float32), "b1")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "dw21.onnx"))
+    calib = [RNG.uniform(-1, 1, (1, 16, 48, 3)).astype(np.float32) for _ in range(30)]
+    res = convert(tmp_path / "dw21.onnx", calibration=calib, progress=False, options=ConvertOptions(holdout=8))
+    hist = res.report["op_histogram"]
+    assert hist.get("DEPTHWISE_CONV_2D") == 1 and hist.get("CONV_2D") == 1 and "RELU" not in hist, hist
+    assert _not_delegated(res.model) == [] and _partitions(res.model) == 1
+    assert res.report["validation"]["cosine_min_over_outputs"] >= 0.999
+    assert res.report["batch"]["batch_polymorphic"] is True
+
+
+@pytest.mark.slow
+def test_six_way_concatenation_is_split_for_xnnpack():
+    """NASNet cells concatenate 6 branches: XNNPACK takes at most 5 inputs, so the op stayed on the
+    builtin kernel in int8 and float32 (13 partitions in NASNetMobile)."""
+    import keras
+
+    from edgelite_convert import ConvertOptions, convert
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 16, 3))
+    c = keras.layers.Concatenate()([keras.layers.Conv2D(4, 1)(x) for _ in range(6)])
+    m = keras.Model(x, keras.layers.Flatten()(keras.layers.Conv2D(4, 1)(c)))
+    calib = [RNG.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32) for _ in range(30)]
+    res = convert(m, calibration=calib, progress=False, options=ConvertOptions(holdout=8))
+    for b in (res.model, res.float_model):
+        assert _not_delegated(b) == [] and _partitions(b) == 1
+    assert any("CONCATENATION of 6 inputs" in r for r in res.report["rewrites"])
+    assert res.report["validation"]["cosine_min_over_outputs"] >= 0.999

@@ -817,3 +817,18 @@ def test_sface_end_to_end(onnx_sources):
     assert sum("folded into" in r for r in imported.rewrites) == 29  # 27 convs, Gemm, and bn1 forward
     assert sum(r.startswith("PRelu") for r in imported.rewrites) == 27
     assert "PRELU" not in ops
+
+
+@pytest.mark.parametrize("strides,pads,hw,mult", [([2, 1], [1, 1, 1, 1], (8, 8), 1), ([1, 2], [1, 1, 1, 1], (7, 9), 1),
+                                                  ([2, 1], [0, 1, 0, 1], (9, 6), 2), ([4, 2], [1, 1, 1, 1], (12, 10), 1),
+                                                  ([2, 1], [1, 0, 0, 0], (6, 5), 1)])
+def test_depthwise_unequal_strides_is_one_depthwise_op(strides, pads, hw, mult):
+    """A stride-(2,1) depthwise conv (text recognisers) used to become one CONV_2D per channel."""
+    c = 6
+    w = rand(c * mult, 1, 3, 3)
+    m = single("Conv", [1, c, *hw], None, inits={"w": w, "b": rand(c * mult)}, group=c, strides=strides, pads=pads,
+               kernel_shape=[3, 3])
+    imported = check(m, {"x": rand(1, c, *hw)})
+    assert any("DEPTHWISE_CONV_2D at stride" in r for r in imported.rewrites)
+    ops = tflite_ops(convert_float(imported))
+    assert ops["DEPTHWISE_CONV_2D"] == 1 and ops.get("CONV_2D", 0) == 0 and ops.get("CONCATENATION", 0) == 0, ops

@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help=".keras/.h5 file, SavedModel directory or .onnx file")
+    p.add_argument("source", help=".keras/.h5 file, SavedModel directory, .onnx file, or .pt2 torch.export "
+                                  "ExportedProgram (needs torch)")
     p.add_argument("-o", "--output", required=True, help="output .tflite (report JSON written beside it)")
     p.add_argument("--calibration", help="folder of images (recursive), .npy or .npz")
     p.add_argument("--validate", help="held-out images folder / .npy / .npz (default: hold out calibration samples)")
@@ -21,6 +22,9 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep an int8 model whose outputs collapsed (constant, or below --min-cosine/--min-snr-db)")
     p.add_argument("--min-cosine", type=float, default=0.8, help="collapse floor: int8-vs-float cosine per output")
     p.add_argument("--min-snr-db", type=float, default=5.0, help="collapse floor: int8-vs-float SNR per output")
+    p.add_argument("--onnxruntime-baseline", action="store_true",
+                   help="ONNX sources: also quantize with onnxruntime (static, QDQ, per-channel) on the same "
+                        "calibration data and report its accuracy beside edgelite's")
     p.add_argument("--no-prelu-rewrite", action="store_true", help="keep PRELU (slow in int8 on XNNPACK)")
     p.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
                    help="tensor names to keep in float (selective quantization)")
@@ -60,7 +64,8 @@ def run_convert(a) -> int:
                           prelu_rewrite=not a.no_prelu_rewrite, keep_float=tuple(a.keep_float),
                           debug_layers=a.debug_layers, min_calibration_samples=a.min_samples,
                           max_calibration_samples=a.max_samples, allow_collapsed=a.allow_collapsed,
-                          min_cosine=a.min_cosine, min_snr_db=a.min_snr_db)
+                          min_cosine=a.min_cosine, min_snr_db=a.min_snr_db,
+                          onnxruntime_baseline=a.onnxruntime_baseline)
     res = convert(a.source, a.output, calibration=a.calibration, validation=a.validate, preprocess=spec,
                   options=opts, task=a.task, labels=labels, progress=not a.json,
                   input_shapes=parse_input_shapes(a.input_shape) or None)
@@ -116,6 +121,13 @@ def format_report(r: dict, path) -> str:
             extra = f"  top-1 {o['top1_agreement']:.3f}" if "top1_agreement" in o else ""
             lines.append(f"  {k}: cosine {o['cosine_mean']:.4f}  max|err| {o['max_abs_error']:.4g}  "
                          f"mean|err| {o['mean_abs_error']:.4g}  SNR {o['snr_db']:.1f} dB{extra}")
+    b = r.get("onnxruntime_int8_baseline")
+    if b and "outputs" in b:
+        lines.append(f"onnxruntime static int8 (QDQ, per-channel) on the same data: cosine (min over outputs) "
+                     f"{b['cosine_min_over_outputs']:.4f} vs edgelite int8 "
+                     f"{b.get('edgelite_int8_cosine_min_over_outputs') or float('nan'):.4f}")
+    elif b:
+        lines.append(f"onnxruntime baseline: {b.get('skipped')}")
     if r.get("onnx_vs_float_tflite"):
         lines.append(f"float TFLite vs onnxruntime max|err|: {r['onnx_vs_float_tflite'].get('max_abs_error_overall')}")
     if r.get("keep_float_cost"):

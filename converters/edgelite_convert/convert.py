@@ -66,7 +66,17 @@ class IOType(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class ConvertOptions:
-    """Typed conversion options (validated on construction)."""
+    """Typed conversion options (validated on construction).
+
+    Beyond the quantization settings:
+
+    * ``batch_polymorphic``: declare the batch dim dynamic when a batch of N is proven
+      to equal N single runs (see :mod:`edgelite_convert.batching`);
+    * ``static_batch``: export Keras models with a batch of 1 (shape chains fold);
+    * ``xnnpack_rewrites``: the int8 flatbuffer rewrites of :mod:`edgelite_convert.tflite_rewrite`;
+    * ``allow_collapsed`` / ``min_cosine`` / ``min_snr_db``: the collapsed-int8 refusal;
+    * ``onnxruntime_baseline``: also report onnxruntime's static int8 (ONNX sources).
+    """
 
     mode: QuantMode = QuantMode.INT8
     input_type: IOType = IOType.INT8
@@ -83,6 +93,7 @@ class ConvertOptions:
     timeout_s: float = 1800.0
     batch_polymorphic: bool = True
     static_batch: bool = True
+    onnxruntime_baseline: bool = False
     xnnpack_rewrites: bool = True
     allow_collapsed: bool = False
     min_cosine: float = 0.8
@@ -128,6 +139,66 @@ def _sha256_source(p: Path) -> str:
     for f in files:
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def _torch_source(source, example_inputs, d: Path) -> Path | None:
+    """A ``torch.nn.Module`` or ``.pt2`` file exported to ONNX in ``d`` (None for other sources)."""
+    is_pt2 = isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".pt2")
+    mod = sys.modules.get("torch")
+    is_module = mod is not None and isinstance(source, mod.nn.Module)
+    if not (is_pt2 or is_module):
+        return None
+    try:
+        import torch
+    except ImportError:
+        raise ConversionError(f"{source}: a .pt2 ExportedProgram needs torch installed "
+                              "(pip install torch; CPU builds: pip install torch --index-url "
+                              "https://download.pytorch.org/whl/cpu)") from None
+    if is_pt2:
+        if not Path(source).is_file():
+            raise ModelNotFoundError(f"source model {str(source)!r} does not exist")
+        ep = torch.export.load(str(source))
+
+        class _Exported(torch.nn.Module):
+            """ep.module() refuses train(); the TorchScript exporter calls train(False)."""
+
+            def __init__(self, gm):
+                super().__init__()
+                self.gm = gm
+
+            def forward(self, *a):
+                return self.gm(*a)
+
+            def train(self, mode: bool = True):
+                return self
+
+        module = _Exported(ep.module())
+        args = getattr(ep, "example_inputs", None)
+        if example_inputs is None and args:
+            example_inputs = args[0]
+        if not example_inputs:
+            raise ConversionError(f"{source}: the ExportedProgram stores no example inputs; pass example_inputs=")
+        name = Path(source).stem
+    else:
+        module = source.eval()
+        if example_inputs is None:
+            raise ConversionError("a torch.nn.Module needs example_inputs=(tensor, ...) with the input shapes "
+                                  "(NCHW, e.g. (torch.randn(1, 3, 224, 224),)); a dynamic batch is kept")
+        name = type(source).__name__
+    if not isinstance(example_inputs, (list, tuple)):
+        example_inputs = (example_inputs,)
+    args = tuple(torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a for a in example_inputs)
+    names = ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
+    out = d / f"{name}.onnx"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter (dynamo=False): it gives our importer the cleaner graph (plain
+        # opset ops, BatchNorm as one node) and needs no onnxscript; dynamic batch axis kept.
+        torch.onnx.export(module, args, str(out), input_names=names, opset_version=17, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in names}, do_constant_folding=True)
+    return out
 
 
 def _source_kind(source) -> tuple[str, Path]:
@@ -222,13 +293,17 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             preprocess: PreprocessSpec | dict | None = None, options: ConvertOptions | None = None,
             validation=None, task: str = "generic", name: str | None = None,
             labels: Sequence[str] | None = None, input_shapes: dict[str, Sequence[int]] | None = None,
-            progress: bool = True, extra_metadata: dict | None = None, num_threads: int | None = None
-            ) -> ConversionResult:
+            progress: bool = True, extra_metadata: dict | None = None, num_threads: int | None = None,
+            example_inputs: Sequence[Any] | None = None) -> ConversionResult:
     """Convert ``source`` to TFLite.
 
     Args:
-        source: ``.keras``/``.h5`` file, SavedModel directory, ``.onnx`` file, or a live
-            ``tf.Module`` / ``tf.function`` / Keras model.
+        source: ``.keras``/``.h5`` file, SavedModel directory, ``.onnx`` file, a ``.pt2``
+            ``torch.export`` ExportedProgram, or a live ``tf.Module`` / ``tf.function`` / Keras
+            model or ``torch.nn.Module`` (PyTorch goes through ``torch.onnx.export`` and the
+            ONNX importer; needs torch installed).
+        example_inputs: for a ``torch.nn.Module``: the example inputs to export with
+            (tensors or arrays, NCHW as the module takes them; a dynamic batch is kept).
         output: where to write the ``.tflite`` (atomic); the JSON report goes beside it.
         calibration: representative data (see :mod:`edgelite_convert.calibration`).
         preprocess: the spec used for image folders, written into the metadata.
@@ -244,10 +319,16 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
     opts = options or ConvertOptions()
     if isinstance(preprocess, dict):
         preprocess = PreprocessSpec.from_dict(preprocess)
-    kind, path = _source_kind(source)
     t_start = time.perf_counter()
+    # a torch source becomes an ONNX file that must outlive the work dir (parity checks use it);
+    # the TemporaryDirectory object is cleaned up when this function returns
+    torch_tmp = tempfile.TemporaryDirectory(prefix="edgelite-torch-")
     with tempfile.TemporaryDirectory(prefix="edgelite-convert-") as tmp:
         d = Path(tmp)
+        torch_src = _torch_source(source, example_inputs, Path(torch_tmp.name))
+        if torch_src is not None:
+            source = torch_src
+        kind, path = _source_kind(source)
         if input_shapes and kind != "onnx":
             raise ConversionError("--input-shape / input_shapes applies to ONNX sources only; a Keras model or "
                                   "SavedModel takes the shapes of its own input signature")
@@ -301,6 +382,10 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         from .tflite_rewrite import rewrite_for_xnnpack
 
         qbytes, int8_rewrites = rewrite_for_xnnpack(qbytes)
+    if opts.xnnpack_rewrites:
+        from .tflite_rewrite import split_large_concats
+
+        fbytes, _ = split_large_concats(fbytes)
     batch_info: dict = {"batch_polymorphic": False, "reason": "disabled (ConvertOptions.batch_polymorphic)"}
     if opts.batch_polymorphic:
         from .batching import make_batch_polymorphic
@@ -314,7 +399,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
 
     insp = inspect_model(qbytes)
     report: dict[str, Any] = {
-        "source": {"kind": kind, "filename": src_name, "sha256": src_hash},
+        "source": {"kind": kind if torch_src is None else "torch (exported to onnx)", "filename": src_name,
+                   "sha256": src_hash},
         "mode": opts.mode.value, "input_type": opts.input_type.value, "output_type": opts.output_type.value,
         "per_channel": opts.per_channel, "rewrites": module_rewrites + prep.get("rewrites", []) + int8_rewrites,
         "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
@@ -343,6 +429,16 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             _refuse_collapsed(report["validation"], opts, report.get("degenerate_activation_ranges") or [])
     if kind == "onnx" and held is not None and held.count:
         report["onnx_vs_float_tflite"] = _onnx_parity(path, fbytes, held, {**prep, "input_shapes": input_shapes})
+        if opts.onnxruntime_baseline and calib_set is not None and opts.mode == QuantMode.INT8:
+            from .ort_baseline import onnxruntime_int8_baseline
+
+            base = onnxruntime_int8_baseline(_onnx_with_shapes_bytes(path, input_shapes), calib_set.arrays,
+                                             held.arrays, prep.get("onnx_input_layouts", {}),
+                                             per_channel=opts.per_channel)
+            v = report.get("validation") or {}
+            if "outputs" in base and v:
+                base["edgelite_int8_cosine_min_over_outputs"] = v.get("cosine_min_over_outputs")
+            report["onnxruntime_int8_baseline"] = base
     meta = EdgeliteMetadata(
         task=task, name=name or (src_name.rsplit(".", 1)[0] if src_name else "model"),
         preprocessing=preprocess, labels=tuple(labels) if labels else None,
@@ -644,6 +740,11 @@ def _onnx_with_shapes(path: Path, prep: dict) -> bytes | str:
             d.dim_param = f"{o.name}_d{k}"
     del m.graph.value_info[:]
     return m.SerializeToString()
+
+
+def _onnx_with_shapes_bytes(path: Path, input_shapes: dict | None) -> bytes:
+    got = _onnx_with_shapes(path, {"input_shapes": input_shapes})
+    return Path(got).read_bytes() if isinstance(got, str) else got
 
 
 def _match_outputs(ref_by_name: dict, got: dict) -> dict:

@@ -440,6 +440,23 @@ def _binary(op_type: str, fn: Callable[[Any, Any], Any]) -> None:
             b = const((1.0 / b.t.astype(np.float64)).astype(b.t.dtype))
             ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
             return [Val(tf.multiply(ta, tb), perm, colperm)]
+        if (op_type == "Div" and not b.is_const and not a.is_const and a.dtype.is_floating
+                and getattr(getattr(b.t, "op", None), "type", None) == "Sqrt"):
+            # x / sqrt(v) (LayerNorm exported by PyTorch < opset 17): x * rsqrt(v). RSQRT and MUL
+            # have int8 kernels, DIV by a tensor has none; the orphaned SQRT is pruned.
+            ctx.note(f"{node.label()}: x / sqrt(v) -> x * rsqrt(v) (int8 kernels)")
+            b = Val(tf.math.rsqrt(b.t.op.inputs[0]), b.perm, b.colperm)
+            ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
+            return [Val(tf.multiply(ta, tb), perm, colperm)]
+        if op_type == "Pow" and b.is_const and b.t.size == 1 and not a.is_const and a.dtype.is_floating:
+            p_ = float(b.t.reshape(-1)[0])
+            powers = {1.0: lambda x: x, 2.0: lambda x: x * x, 3.0: lambda x: x * x * x,
+                      0.5: tf.sqrt, -0.5: tf.math.rsqrt}
+            if p_ in powers:
+                # POW has no int8 kernel; x*x (MUL) and RSQRT/SQRT do.
+                ctx.note(f"{node.label()}: x ** {p_:g} -> " + {1.0: "x", 2.0: "x*x", 3.0: "x*x*x",
+                                                                 0.5: "sqrt(x)", -0.5: "rsqrt(x)"}[p_])
+                return [Val(powers[p_](a.t), a.perm, a.colperm)]
         ta, tb, perm, colperm = _binary_align(ctx, node, a, b)
         return [Val(fn(ta, tb), perm, colperm)]
 
@@ -640,11 +657,11 @@ def _edge_pad(x: Any, axis: int, before: int, after: int) -> Any:
 
 
 def _slice_axis(x: Any, axis: int, start: int, stop: int) -> Any:
-    begin = [0] * len(x.shape)
-    size = [-1] * len(x.shape)
-    begin[axis] = start
-    size[axis] = stop - start
-    return tf.slice(x, begin, size)
+    # Python slicing -> STRIDED_SLICE with unit strides and begin/end masks on the other axes:
+    # XNNPACK runs it in int8 (not SLICE), and no other axis size (the batch) is baked in.
+    sl = [slice(None)] * len(x.shape)
+    sl[axis] = slice(start, stop)
+    return x[tuple(sl)]
 
 
 def _pad_nhwc(x: Any, axes: Sequence[_Axis], mode: str = "zero") -> Any:
@@ -699,9 +716,34 @@ def _conv(ctx: Ctx, node: Node, ins: list) -> list:
     axes = _window_axes(node, [int(x.shape[1]), int(x.shape[2])], [kh, kw])
     strides = [1, axes[0].stride, axes[1].stride, 1]
     dil = [1, axes[0].dilation, axes[1].dilation, 1]
+    x_unpadded = x
     x, padding = _choose_padding(ctx, node, x, axes)
     w = w.astype(_np_dtype(tensor(x)))
-    if group == 1:
+    s0 = min(axes[0].stride, axes[1].stride)
+    if (group == c and cin_g == 1 and axes[0].stride != axes[1].stride
+            and axes[0].stride % s0 == 0 and axes[1].stride % s0 == 0
+            and all(a.pad_begin >= 0 and a.eff_end >= -a.stride for a in axes)):
+        # Depthwise with unequal strides (e.g. (2, 1) in text recognisers): TF's depthwise
+        # kernel wants equal strides. One DEPTHWISE_CONV_2D at stride (s0, s0) on the
+        # explicitly padded input, then keep every f-th row/column with RESHAPE + SLICE
+        # (ops XNNPACK runs in int8) - instead of one CONV_2D per channel.
+        mult = m // c
+        filt = w.reshape(c, mult, kh, kw).transpose(2, 3, 0, 1)
+        # pad so the stride-s0 output has exactly out * f rows/columns (no second PAD later)
+        pads = [[0, 0]]
+        for a in axes:
+            end = max(a.eff_end, 0, (a.out * (a.stride // s0) - 1) * s0 + a.keff - a.size - a.pad_begin)
+            pads.append([a.pad_begin, end])
+        xp = tf.pad(x_unpadded, pads + [[0, 0]]) if any(p_ for pp in pads for p_ in pp) else x_unpadded
+        y = tf.nn.depthwise_conv2d(xp, filt, [1, s0, s0, 1], "VALID", dilations=dil[1:3])
+        if bias is not None:  # before subsampling, so it fuses into the DEPTHWISE_CONV_2D
+            y = tf.nn.bias_add(y, bias.astype(_np_dtype(tensor(y))))
+            bias = None
+        for ax, a in ((1, axes[0]), (2, axes[1])):
+            y = _subsample(y, ax, a.stride // s0, a.out)
+        ctx.note(f"{node.label()}: depthwise conv with strides {[axes[0].stride, axes[1].stride]} -> one "
+                 f"DEPTHWISE_CONV_2D at stride {s0} + subsampling (RESHAPE/SLICE)")
+    elif group == 1:
         y = tf.nn.conv2d(x, w.transpose(2, 3, 1, 0), strides, padding, dilations=dil)
     elif group == c and cin_g == 1 and axes[0].stride == axes[1].stride:
         mult = m // c
@@ -720,6 +762,32 @@ def _conv(ctx: Ctx, node: Node, ins: list) -> list:
     if bias is not None:
         y = tf.nn.bias_add(y, bias.astype(_np_dtype(tensor(y))))
     return [tensor(y, NHWC_PERM)]
+
+
+def _subsample(y: Any, axis: int, f: int, n_out: int) -> Any:
+    """Keep elements ``0, f, 2f, ...`` (``n_out`` of them) of ``axis`` of an NHWC tensor.
+
+    Done as (pad/slice to ``n_out * f``) -> RESHAPE to split the axis into
+    ``(n_out, f)`` -> SLICE index 0 -> RESHAPE: unit-stride ops only, which XNNPACK
+    runs in int8 (a strided STRIDED_SLICE it does not).
+    """
+    n = int(y.shape[axis])
+    if f == 1:
+        return y if n == n_out else _slice_axis(y, axis, 0, n_out)
+    need = n_out * f
+    if n < need:
+        pads = [[0, 0]] * 4
+        pads[axis] = [0, need - n]
+        y = tf.pad(y, pads)
+    elif n > need:
+        y = _slice_axis(y, axis, 0, need)
+    shape = [int(d) for d in y.shape]
+    inner = int(np.prod(shape[axis + 1:]))
+    # [N, ..., n_out, f * inner] keeps the tensor 4-D at most (XNNPACK's SLICE)
+    split = shape[:axis] + [n_out, f * inner]
+    y = batch_reshape(y, split)
+    y = y[..., :inner]  # STRIDED_SLICE with unit strides and masks: no batch size baked in
+    return batch_reshape(y, shape[:axis] + [n_out] + shape[axis + 1:])
 
 
 @handler("ConvTranspose")
@@ -1234,9 +1302,8 @@ def _pad(ctx: Ctx, node: Node, ins: list) -> list:
     # Negative pads crop.
     if any(p < 0 for p in sb + se):
         shp = [int(d) for d in t.shape]
-        t = tf.slice(t, [max(-p, 0) for p in sb],
-                     [shp[i] - max(-sb[i], 0) - max(-se[i], 0) if sb[i] < 0 or se[i] < 0 else -1
-                      for i in range(r)])
+        t = t[tuple(slice(max(-sb[i], 0), shp[i] - max(-se[i], 0)) if sb[i] < 0 or se[i] < 0 else slice(None)
+                    for i in range(r))]
         sb, se = [max(p, 0) for p in sb], [max(p, 0) for p in se]
     if mode == "constant":
         y = tf.pad(t, list(zip(sb, se)), constant_values=value)
@@ -1456,6 +1523,34 @@ def _reduce(ctx: Ctx, node: Node, ins: list) -> list:
         return [tensor(y, v.perm)]
     _, perm = _drop_axes(v, axes)
     return [tensor(y, perm)]
+
+
+@handler("LayerNormalization")
+def _layer_norm(ctx: Ctx, node: Node, ins: list) -> list:
+    """``(x - mean) * rsqrt(var + eps) * scale + bias`` over the axes from ``axis`` on.
+
+    Built from MEAN, SUB, MUL, ADD and RSQRT, which all have int8 kernels (TF's own
+    layer-norm lowering adds a NEG that has none), so transformer blocks convert
+    fully integer.
+    """
+    v = ins[0]
+    axis = _norm_axis(int(node.attrs.get("axis", -1)), v.rank)
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    if len(node.outputs) > 1 and any(node.outputs[1:]):
+        raise ConversionError(f"{node.label()}: the Mean/InvStdDev outputs of LayerNormalization are not supported")
+    t = ctx.drop_colperm(v, node.label()) if v.colperm is not None else v.t
+    axes = [v.perm.index(a) for a in range(axis, v.rank)]
+    dt = _np_dtype(v)
+    mean = tf.reduce_mean(t, axis=axes, keepdims=True)
+    d = t - mean
+    var = tf.reduce_mean(d * d, axis=axes, keepdims=True)
+    y = d * tf.math.rsqrt(var + np.asarray(eps, dt))
+    like = Val(y, v.perm)
+    scale = ctx.const_in(node, ins, 1, "scale")
+    y = y * _match_dtype(_layout_const(ctx, scale, like), like)
+    if opt_in(ins, 2) is not None:
+        y = y + _match_dtype(_layout_const(ctx, ctx.const_in(node, ins, 2, "B"), like), like)
+    return [Val(y, v.perm)]
 
 
 #: Every ONNX op type (default domain) the importer converts.

@@ -16,9 +16,16 @@ the flatbuffer the converter produced, by ops XNNPACK runs in int8:
   that producer (one requantization less: slightly *more* accurate); otherwise
   -> ``MAX_POOL_2D`` 1x1 with the fused activation (XNNPACK turns it into a clamp);
 * global ``AVERAGE_POOL_2D`` (window = input) -> ``MEAN`` over H, W;
+* a float island ``DEQUANTIZE -> NEG -> QUANTIZE`` (Keras LayerNormalization computes
+  ``-mean`` with a NEG that has no int8 kernel) -> one int8 ``MUL`` by -1, which makes
+  LayerNorm and attention blocks fully integer;
 * windowed ``AVERAGE_POOL_2D`` -> ``DEPTHWISE_CONV_2D`` with weights 1/(kh·kw),
   and, for SAME padding (TFLite's average excludes the padding), a ``MUL`` by a
   constant [1, H, W, 1] map of (kh·kw)/count.
+
+* an int8 ``CONCATENATION`` whose inputs have other scales than its output (XNNPACK
+  refuses it) -> the inputs are requantized to the output's scale by their producer
+  or by an int8 ``QUANTIZE``.
 
 Quantization parameters of the original tensors are kept, so every consumer
 sees the same scales; only new intermediate tensors get new parameters.
@@ -145,6 +152,9 @@ _FUSABLE = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "CONV
             "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions", "FULLY_CONNECTED": "FullyConnectedOptions"}
 
 
+_MOVES = {"RESHAPE", "STRIDED_SLICE", "SLICE", "PAD", "SQUEEZE", "EXPAND_DIMS"}
+
+
 def _avg_pool(G: _Graph, op, name: str) -> list:
     s = G.s
     x, y = int(op.inputs[0]), int(op.outputs[0])
@@ -199,6 +209,116 @@ def _avg_pool(G: _Graph, op, name: str) -> list:
             G.op(s.BuiltinOperator.MUL, 2, [mid, cmap], [y], s.BuiltinOptions.MulOptions, s.MulOptionsT())]
 
 
+#: int8 ops whose output quantization is free (they requantize to whatever their output says).
+_REQUANTIZING = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "MEAN",
+                 "AVERAGE_POOL_2D", "TRANSPOSE_CONV", "BATCH_MATMUL"}
+
+
+def _concat_requant(G: _Graph, op_name: dict, graph_outputs: set, done: dict) -> None:
+    """XNNPACK takes an int8 CONCATENATION only when every input has the output's scale and
+    zero point (NASNet's cells concatenate branches with different ranges: 12 partitions).
+    An input made by a requantizing op used by nothing else gets the concat's parameters
+    directly (its kernel requantizes there instead); any other input gets an int8->int8
+    QUANTIZE (a requantization XNNPACK runs)."""
+    s = G.s
+    producer = {int(o): op for op in G.g.operators for o in (op.outputs if op.outputs is not None else [])}
+    consumers = G.consumers()
+    out_ops = []
+    for op in G.g.operators:
+        if G.code(op) != s.BuiltinOperator.CONCATENATION:
+            out_ops.append(op)
+            continue
+        y = int(op.outputs[0])
+        ins = [int(i) for i in op.inputs]
+        if not G.is_int8(y) or not all(G.is_int8(i) for i in ins):
+            out_ops.append(op)
+            continue
+        sy, zy = G.qparams(y)
+        new_inputs = []
+        for i in ins:
+            si, zi = G.qparams(i)
+            if np.isclose(si, sy, rtol=1e-6, atol=0) and zi == zy:
+                new_inputs.append(i)
+                continue
+            p = producer.get(i)
+            if (p is not None and len(consumers[i]) == 1 and i not in graph_outputs
+                    and op_name.get(G.code(p), "") in _REQUANTIZING):
+                G.g.tensors[i].quantization = G.quant(sy, zy)
+                new_inputs.append(i)
+                done["CONCATENATION input requantized by its producer to the concat's scale"] += 1
+                continue
+            t = G.g.tensors[i]
+            nm = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+            r = G.tensor(f"{nm}/requant", list(t.shape), s.TensorType.INT8, G.quant(sy, zy))
+            out_ops.append(G.op(s.BuiltinOperator.QUANTIZE, 2, [i], [r]))
+            new_inputs.append(r)
+            done["CONCATENATION input requantized with an int8 QUANTIZE"] += 1
+        op.inputs = new_inputs
+        out_ops.append(op)
+    G.g.operators = out_ops
+
+
+#: Most inputs of one CONCATENATION the XNNPACK delegate takes (it has 2..5-input nodes;
+#: NASNet's cells concatenate 6 branches, left to the builtin kernel in both precisions).
+MAX_CONCAT_INPUTS = 4
+
+
+def _split_concats(G: _Graph, done: dict) -> None:
+    """CONCATENATION of more than MAX_CONCAT_INPUTS inputs -> a concatenation of concatenations
+    (same axis; the partial results take the output's type and quantization, so nothing is
+    requantized: an int8 concatenation with equal parameters copies bytes)."""
+    s = G.s
+    out_ops = []
+    for op in G.g.operators:
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        if G.code(op) != s.BuiltinOperator.CONCATENATION or len(ins) <= MAX_CONCAT_INPUTS:
+            out_ops.append(op)
+            continue
+        y = G.g.tensors[int(op.outputs[0])]
+        axis = op.builtinOptions.axis
+        rank = len(y.shape)
+        ax = axis % rank
+        parts = []
+        for k in range(0, len(ins), MAX_CONCAT_INPUTS):
+            chunk = ins[k:k + MAX_CONCAT_INPUTS]
+            if len(chunk) == 1:
+                parts.append(chunk[0])
+                continue
+            shape = list(G.g.tensors[chunk[0]].shape)
+            shape[ax] = sum(int(G.g.tensors[i].shape[ax]) for i in chunk)
+            q = y.quantization
+            nm = y.name.decode() if isinstance(y.name, bytes) else str(y.name)
+            t = G.tensor(f"{nm}/part{k // MAX_CONCAT_INPUTS}", shape, y.type,
+                         G.quant(q.scale, q.zeroPoint) if q is not None and q.scale is not None else None)
+            o = s.ConcatenationOptionsT()
+            o.axis, o.fusedActivationFunction = axis, 0
+            out_ops.append(G.op(s.BuiltinOperator.CONCATENATION, G.m.operatorCodes[op.opcodeIndex].version, chunk,
+                                [t], s.BuiltinOptions.ConcatenationOptions, o))
+            parts.append(t)
+        op.inputs = parts
+        out_ops.append(op)
+        done[f"CONCATENATION of {len(ins)} inputs -> concatenation of <= {MAX_CONCAT_INPUTS}-input concatenations"] += 1
+    G.g.operators = out_ops
+
+
+def split_large_concats(model_bytes: bytes) -> tuple[bytes, list[str]]:
+    """Only the CONCATENATION split (for float models too)."""
+    import flatbuffers
+
+    s = _schema()
+    m = s.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    if not m.subgraphs:
+        return model_bytes, []
+    G = _Graph(m)
+    done: dict[str, int] = defaultdict(int)
+    _split_concats(G, done)
+    if not done:
+        return model_bytes, []
+    b = flatbuffers.Builder(len(model_bytes) + 65536)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output()), [f"for XNNPACK: {k} (x{v})" for k, v in done.items()]
+
+
 def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
     """Apply the rewrites of this module to an int8 model; return the new bytes and what was done."""
     import flatbuffers
@@ -225,17 +345,62 @@ def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
         x, y = int(op.inputs[0]), int(op.outputs[0])
         if not (G.is_int8(x) and G.is_int8(y)):
             continue
-        p = producer.get(x)
-        if p is None or x in graph_outputs or len(consumers[x]) != 1 or id(p) in removed:
+        # walk back through data-movement ops (they commute with an elementwise clamp; PAD pads
+        # with the zero point, i.e. a real 0, which the clamp keeps)
+        chain, t = [], x
+        while True:
+            p = producer.get(t)
+            if (p is None or t in graph_outputs or len(consumers[t]) != 1 or id(p) in removed
+                    or op_name.get(G.code(p), "") not in _MOVES or not G.is_int8(int(p.inputs[0]))):
+                break
+            chain.append(p)
+            t = int(p.inputs[0])
+        p = producer.get(t)
+        if p is None or t in graph_outputs or len(consumers[t]) != 1 or id(p) in removed:
             continue
         pname = op_name.get(G.code(p), "")
         if pname not in _FUSABLE or p.builtinOptions is None or p.builtinOptions.fusedActivationFunction != 0:
             continue
         p.builtinOptions.fusedActivationFunction = act[code]
-        p.outputs = [y if int(t) == x else int(t) for t in p.outputs]
+        if chain:
+            # the producer now writes the clamped values: every tensor of the chain takes the
+            # activation's quantization, and the last movement op writes the activation's output
+            q = G.g.tensors[y].quantization
+            for ti in [t] + [int(c.outputs[0]) for c in chain[1:]]:
+                G.g.tensors[ti].quantization = G.quant(q.scale, q.zeroPoint)
+            chain[0].outputs = [y]
+        else:
+            p.outputs = [y if int(o) == x else int(o) for o in p.outputs]
         removed.add(id(op))
-        done[f"{op_name[code]} fused into its {pname} producer"] += 1
+        via = f" through {' + '.join(op_name.get(G.code(c), '?') for c in reversed(chain))}" if chain else ""
+        done[f"{op_name[code]} fused into its {pname} producer{via}"] += 1
     G.g.operators = [o for o in G.g.operators if id(o) not in removed]
+    # 1b) float islands DEQUANTIZE -> NEG -> QUANTIZE (Keras LayerNormalization's -mean) -> int8 MUL by -1
+    producer = {int(o): op for op in G.g.operators for o in (op.outputs if op.outputs is not None else [])}
+    consumers = G.consumers()
+    removed = set()
+    replace: dict[int, object] = {}
+    for op in G.g.operators:
+        if G.code(op) != s.BuiltinOperator.QUANTIZE:
+            continue
+        f_out, q_out = int(op.inputs[0]), int(op.outputs[0])
+        neg = producer.get(f_out)
+        if neg is None or G.code(neg) != s.BuiltinOperator.NEG or len(consumers[f_out]) != 1:
+            continue
+        f_in = int(neg.inputs[0])
+        deq = producer.get(f_in)
+        if deq is None or G.code(deq) != s.BuiltinOperator.DEQUANTIZE or len(consumers[f_in]) != 1:
+            continue
+        q_in = int(deq.inputs[0])
+        if not (G.is_int8(q_in) and G.is_int8(q_out)) or f_out in graph_outputs or f_in in graph_outputs:
+            continue
+        m1 = G.tensor(f"{G.g.tensors[q_out].name}/minus_one", [1], s.TensorType.INT8, G.quant(1.0 / 127, 0),
+                      np.array([-127], np.int8))
+        replace[id(op)] = G.op(s.BuiltinOperator.MUL, 2, [q_in, m1], [q_out], s.BuiltinOptions.MulOptions,
+                               s.MulOptionsT())
+        removed.update({id(neg), id(deq)})
+        done["float DEQUANTIZE -> NEG -> QUANTIZE (Keras LayerNorm) -> int8 MUL by -1"] += 1
+    G.g.operators = [replace.get(id(o), o) for o in G.g.operators if id(o) not in removed]
     # 2) replace the ops XNNPACK does not take in int8
     new_ops = []
     for i, op in enumerate(G.g.operators):
@@ -261,9 +426,11 @@ def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
         else:
             rep = [op]
         new_ops.extend(rep)
+    G.g.operators = new_ops
+    _concat_requant(G, op_name, graph_outputs, done)
+    _split_concats(G, done)
     if not done:
         return model_bytes, []
-    G.g.operators = new_ops
     b = flatbuffers.Builder(len(model_bytes) + 65536)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output()), [f"int8 for XNNPACK: {k} (x{v})" for k, v in done.items()]
