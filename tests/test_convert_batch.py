@@ -80,6 +80,7 @@ def converted_head(tmp_path_factory):
     return convert(path, calibration=calib, options=ConvertOptions(holdout=4), progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["int8", "float32"])
 def test_tiny_onnx_conversion_is_batch_polymorphic(converted_head, which):
     res = converted_head

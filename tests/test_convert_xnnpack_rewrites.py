@@ -136,6 +136,7 @@ def test_onnx_hardswish_and_avgpool_are_rewritten(tmp_path):
     assert v_new >= 0.99 and v_new >= v_old - 0.005
 
 
+@pytest.mark.slow
 def test_avgpool_rewrite_matches_tflite_average_pool_exactly_enough():
     """DEPTHWISE_CONV_2D(1/9) + MUL(border map) vs the builtin int8 AVERAGE_POOL_2D, SAME padding,
     strides 1 and 2: within one quantization step everywhere."""
