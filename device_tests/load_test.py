@@ -369,7 +369,8 @@ def overload(model_dir, frames, tmp, capacity, seconds):
            "accepted_p50_ms": _pct([r[1] for r in ok], 50), "accepted_p99_ms": _pct([r[1] for r in ok], 99),
            "rejected_p50_ms": _pct([r[1] for r in rej], 50), "rejected_p99_ms": _pct([r[1] for r in rej], 99),
            "rss_mb_first": rss[0] if rss else None, "rss_mb_last": rss[-1] if rss else None,
-           "rss_mb_max": max(rss) if rss else None}
+           "rss_mb_max": max(rss) if rss else None,
+           "rss_mb_series_0_5s": [round(v, 1) for v in rss]}
     print(f"  overload at {rate:.0f}/s (3x {capacity:.1f}/s): {json.dumps(out)}", flush=True)
     return out
 
