@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[vision,convert,serve,dev,batch,ray]"
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[vision,convert,serve,dev,batch,ray,crypto]"
 	touch $(STAMP)
 
 demo: $(STAMP)
