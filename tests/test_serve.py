@@ -317,7 +317,7 @@ def test_batched_results_equal_unbatched(model_dir, server, tmp_path):
     items = photos + [(p.read_bytes(), {"Content-Type": "image/x-portable-graymap"}) for p in orl]
     unbatched = [server.client.post("/v1/faces/embed", content=b, headers=h).json() for b, h in items]
     s = ServerProcess(["--model-dir", str(model_dir), "--workers", "1", "--max-batch-size", "8",
-                       "--max-batch-delay-ms", "200"], log=tmp_path / "log")
+                       "--max-batch-delay-ms", "200", "--max-queue", "32"], log=tmp_path / "log")
     try:
         s.wait_ready()
         got = _post_many(s.url + "/v1/faces/embed", items)
