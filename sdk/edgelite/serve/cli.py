@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -61,13 +62,8 @@ def config_from_args(a, *, container: bool = False) -> ServeConfig:
                                host=host, port=a.port, precision=a.precision, batch=batch,
                                timeout_s=a.timeout, gallery=a.gallery, token_file=a.token_file,
                                access_log=not a.no_access_log)
-    if a.max_queue is None:
-        import dataclasses
-        cfg = dataclasses.replace(cfg, max_queue=8 * cfg.workers)
-    else:
-        import dataclasses
-        cfg = dataclasses.replace(cfg, max_queue=a.max_queue)
-    return cfg
+    # the queue bound is per worker by default, so it needs the resolved worker count
+    return dataclasses.replace(cfg, max_queue=a.max_queue if a.max_queue is not None else 8 * cfg.workers)
 
 
 def run(a, *, container: bool = False) -> int:

@@ -28,7 +28,6 @@ from ..face.types import DetectionResult
 
 #: Face ops (native routes ``/v1/faces/<op>`` and the gallery routes).
 FACE_OPS = ("detect", "embed", "identify", "verify", "enroll")
-MAX_JSON_DEPTH = 64
 NPY_MIME = "application/x-npy"
 NPZ_MIME = "application/x-npz"
 JSON_MIME = "application/json"
@@ -137,42 +136,16 @@ def dump_npy(arr: np.ndarray) -> bytes:
 
 
 def load_json(body: bytes) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError(400, "bad_json", "body is not UTF-8 JSON") from None
-    # json recursion: a 50,000-deep "[[[[" would raise RecursionError deep in the parser;
-    # bound the nesting before parsing (brackets outside strings are counted cheaply).
-    if _json_depth(text) > MAX_JSON_DEPTH:
-        raise RequestError(400, "bad_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise RequestError(400, "bad_json", f"body is not valid JSON: {e}") from None
+    """Parse a JSON body with the runtime's bounded parser (:func:`edgelite.metadata.loads_bounded`:
+    nesting depth checked by a linear scan before parsing, so 50,000 ``[`` cannot
+    recurse). The size is already capped by the HTTP front."""
+    from ..errors import MetadataError
+    from ..metadata import loads_bounded
 
-
-def _json_depth(text: str) -> int:
-    depth = best = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > best:
-                best = depth
-                if best > MAX_JSON_DEPTH:
-                    return best
-        elif ch in "]}":
-            depth -= 1
-    return best
+    try:
+        return loads_bounded(body, what="the JSON body", max_bytes=max(len(body), 1))
+    except MetadataError as e:
+        raise RequestError(400, "bad_json", str(e)) from None
 
 
 def decode_image(body: bytes, content_type: str, what: str = "image") -> np.ndarray:

@@ -411,7 +411,8 @@ class WorkerPool:
                 target.queued[req.id] = req
                 target.requests.put(req)
         if not others:
-            self._spawn(w) if w.restart_at <= time.monotonic() else None
+            if w.restart_at <= time.monotonic():
+                self._spawn(w)
             if w.proc is not None:
                 with self._lock:
                     for req in waiting:
