@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import io
 import os
 import stat
 from pathlib import Path
@@ -194,10 +193,12 @@ def read_bytes(path: str, max_bytes: int) -> bytes:
 
 
 def decode_npy(data: bytes, label: str):
-    """A ``.npy`` payload as an array (no pickles: a data file must not run code)."""
-    import numpy as np
+    """A ``.npy`` payload as an array: :func:`edgelite.fileio.load_npy_bytes` (no pickles,
+    and a header declaring more data than the file holds is refused before any allocation)."""
+    from ..errors import InputError
+    from ..fileio import load_npy_bytes
 
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError for bad files
+        return load_npy_bytes(data, str(label))
+    except InputError as e:
         raise ImageError(f"{label}: not a valid .npy file ({e})") from None

@@ -96,37 +96,14 @@ def media_type(content_type: str) -> str:
 
 
 def load_npy(body: bytes, what: str = "body") -> np.ndarray:
-    """Parse an ``.npy`` payload without trusting its header.
+    """An ``.npy`` request body (:func:`edgelite.fileio.load_npy_bytes`: header checked
+    against the bytes present, no pickles) or a 400."""
+    from ..fileio import load_npy_bytes
 
-    ``np.load`` would allocate the array the header declares before reading the
-    data, so a 100-byte body declaring a terabyte shape is a memory bomb; and
-    object arrays would need pickle. Here the header is parsed, the declared size
-    is checked against the bytes actually present, and the data is viewed in place.
-    """
-    from numpy.lib import format as npf
-
-    f = io.BytesIO(body)
     try:
-        version = npf.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = npf.read_array_header_1_0(f, max_header_size=10_000)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = npf.read_array_header_2_0(f, max_header_size=10_000)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError) as e:
-        raise RequestError(400, "bad_npy", f"{what} is not a valid .npy array: {e}") from None
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise RequestError(400, "bad_npy", f"{what}: dtype {dtype} is not allowed (numeric arrays only; "
-                                           "object arrays would need pickle)")
-    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-    data = body[f.tell():]
-    if count < 0 or count * dtype.itemsize != len(data):
-        raise RequestError(400, "bad_npy", f"{what}: header declares {shape} {dtype} "
-                                           f"({count * dtype.itemsize} bytes) but {len(data)} bytes follow")
-    arr = np.frombuffer(data, dtype=dtype, count=count)
-    arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
-    return arr
+        return load_npy_bytes(body, what)
+    except InputError as e:
+        raise RequestError(400, "bad_npy", str(e)) from None
 
 
 def dump_npy(arr: np.ndarray) -> bytes:
