@@ -81,24 +81,23 @@ def test_cli_doctor():
     assert "backends:" in txt and "ai_edge_litert" in txt
 
 
-def test_available_backends_does_not_import_tensorflow_by_default():
-    """Listing backends must not pull TensorFlow when a light backend works."""
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (modules imported by earlier tests do not count)."""
     import subprocess
     import sys
 
-    code = ("import sys, edgelite; s = edgelite.available_backends(); "
-            "assert any(b.ok for b in s); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    return out.stdout.strip()
+
+
+def test_available_backends_does_not_import_tensorflow_by_default():
+    """Listing backends must not pull TensorFlow when a light backend works."""
+    assert _python("import sys, edgelite; s = edgelite.available_backends(); "
+                   "assert any(b.ok for b in s); print('tensorflow' in sys.modules)") == "False"
 
 
 def test_building_the_cli_parser_imports_nothing_from_the_converter():
-    import subprocess
-    import sys
-
-    code = ("import sys; from edgelite.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in sys.modules if m.startswith(('edgelite_convert', 'tensorflow', 'onnx'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _python("import sys; from edgelite.cli import build_parser; build_parser(); "
+                   "print(sorted(m for m in sys.modules if m.startswith(('edgelite_convert', 'tensorflow', 'onnx'))))"
+                   ) == "[]"

@@ -172,7 +172,7 @@ class FaceDetector(Task):
                                    top_k=o.top_k, max_faces=o.max_faces, plan=plan)
                 n = len(idx)
                 out[k] = dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3 / n,
-                                                           "inference": (t2 - t1) * 1e3 / n, "batch": n})
+                                                           "inference": (t2 - t1) * 1e3 / n})
         return out
 
     def _detect_rgb(self, img: np.ndarray) -> DetectionResult:
