@@ -237,7 +237,7 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
                 msg = result_q.get(timeout=0.2)
                 if msg[0] == "done":
                     record(msg)
-        except (queue.Empty, OSError, EOFError, ValueError):
+        except Exception:  # noqa: BLE001 - empty, or a message cut short by a killed worker: stop draining
             pass
         ext = "." + options.format.value
         for p in out.glob("part-*" + ext):
