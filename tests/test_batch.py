@@ -318,6 +318,35 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, zoo_models):
     assert json.loads(r.stdout)["shards_skipped"] == len(m["completed"])
 
 
+def test_ctrl_c_while_the_manifest_is_written_keeps_files_and_manifest_equal(tmp_path, zoo_models, monkeypatch):
+    """Ctrl-C can land while the parent records a shard (between the in-memory update and
+    the manifest's rename): what is on disk must still be exactly the manifest's shards."""
+    import edgelite.batch.local as local
+
+    real, calls = local.write_json, []
+
+    def interrupted_once(path, obj):
+        calls.append(list(obj.get("completed", [])))
+        if len(calls) == 2:  # the second shard's record: interrupted before the rename
+            raise KeyboardInterrupt
+        real(path, obj)
+
+    monkeypatch.setattr(local, "write_json", interrupted_once)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch("detect", [FACES / "orl" / "s13", FACES / "orl" / "s14"], out,
+                  BatchOptions(workers=1, shard_size=5, progress=False))
+    m = json.loads((out / "_manifest.json").read_text())
+    files = sorted(p.stem for p in out.glob("part-*.parquet"))
+    assert m["completed"] and files == m["completed"]
+    assert sorted(p.stem for p in (out / "_errors").glob("part-*.parquet")) == files
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(local, "write_json", real)
+    r = run_batch("detect", [FACES / "orl" / "s13", FACES / "orl" / "s14"], out,
+                  BatchOptions(workers=1, shard_size=5, progress=False, if_exists="resume"))
+    assert r.shards_skipped == len(m["completed"]) and r.rows == 20
+
+
 # --------------------------------------------------------------------------------- model task
 def test_model_task_npy_and_images(tmp_path, zoo_models):
     model = edgelite.zoo.require_model("sface")

@@ -14,12 +14,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -220,31 +222,61 @@ def _run_pool(task, paths, out, options, manifest, todo, done, bar) -> None:
         for p in procs:
             p.join(timeout=30)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
-        # Stopped early (Ctrl-C, a failure): shards whose "done" was already sent are
-        # recorded; a shard file whose worker was stopped before it reported is removed
-        # (it is redone on resume). Either way the files on disk are exactly the
-        # manifest's completed shards.
-        try:
-            while True:
-                msg = result_q.get(timeout=0.2)
-                if msg[0] == "done":
-                    record(msg)
-        except Exception:  # noqa: BLE001 - empty, or a message cut short by a killed worker: stop draining
-            pass
-        ext = "." + options.format.value
-        for p in out.glob("part-*" + ext):
-            if p.name[: -len(ext)] not in manifest["completed"]:
-                p.unlink(missing_ok=True)
-                (out / ERRORS_DIR / p.name).unlink(missing_ok=True)
-        for q in (task_q, result_q):
-            q.cancel_join_thread()
-            q.close()
-        remove_temps(out)
+        with _sigint_deferred():
+            _stop_and_reconcile(procs, task_q, result_q, record, out, options, manifest)
+
+
+def _stop_and_reconcile(procs, task_q, result_q, record, out, options, manifest) -> None:
+    """Stop the workers, record what they finished, make the files equal the manifest."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+    # Stopped early (Ctrl-C, a failure): shards whose "done" was already sent are
+    # recorded; a shard file whose worker was stopped before it reported is removed
+    # (it is redone on resume). Either way the files on disk are exactly the
+    # manifest's completed shards.
+    try:
+        while True:
+            msg = result_q.get(timeout=0.2)
+            if msg[0] == "done":
+                record(msg)
+    except Exception:  # noqa: BLE001 - empty, or a message cut short by a killed worker: stop draining
+        pass
+    ext = "." + options.format.value
+    for p in out.glob("part-*" + ext):
+        if p.name[: -len(ext)] not in manifest["completed"]:
+            p.unlink(missing_ok=True)
+            (out / ERRORS_DIR / p.name).unlink(missing_ok=True)
+    # record() may have been cut short by Ctrl-C between the in-memory update and
+    # the manifest's rename: write it again so the disk holds what memory holds.
+    write_json(out / MANIFEST, manifest)
+    for q in (task_q, result_q):
+        q.cancel_join_thread()
+        q.close()
+    remove_temps(out)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C that arrives during cleanup until the cleanup is over, then act on it.
+
+    The cleanup is bounded (joins with timeouts). Blocking the signal with
+    ``pthread_sigmask`` would not do: the queues' feeder threads would take it and
+    Python would still raise in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers run in the main thread only: nothing to defer here
+        return
+    hits: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hits and callable(previous):
+        previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
