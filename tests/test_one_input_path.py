@@ -79,3 +79,18 @@ def test_per_channel_table_equals_float_path_then_quantize():
     assert x.shape == (1, 3, 8, 8) and x.dtype == np.int8
     assert x.tobytes() == quant.quantize(f, q.scale, q.zero_point, np.int8).tobytes()
     assert plan.src_hw == (20, 30) and plan.dst_hw == (8, 8)
+
+
+def test_letterbox_resizes_into_the_canvas_with_the_same_bytes():
+    """A landscape frame letterboxed top-left is resized straight into the padded
+    canvas; the result equals resize-then-pad done separately."""
+    from edgelite.preprocess import plan_resize, resize_image
+
+    rng = np.random.default_rng(3)
+    for hw, dst in (((480, 640), (320, 320)), ((300, 1000), (640, 640)), ((200, 260), (320, 320))):
+        img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        plan = plan_resize(hw, dst, "letterbox")
+        ch, cw = plan.content_hw
+        ref = np.zeros((*dst, 3), np.uint8)
+        ref[:ch, :cw] = resize_image(img, (ch, cw))
+        assert np.array_equal(plan.apply(img), ref)

@@ -76,6 +76,36 @@ def test_decode_formula_on_one_prior():
     np.testing.assert_allclose(f.landmarks, expect, atol=1e-4)
 
 
+@pytest.mark.parametrize("thr", [0.0, 0.3, 0.6, 0.9, 1.0])
+def test_int8_outputs_decode_as_if_dequantized_first(thr):
+    """The detector hands int8 outputs to the decoder raw (``quantization=``), which
+    dequantizes only the cells that can reach the threshold: same faces, same bits."""
+    from edgelite.quant import dequantize
+
+    rng = np.random.default_rng(7)
+    h, w = 96, 128
+    raw, q = {}, {}
+    for k, (name, ref) in enumerate(_zeros(h, w).items()):
+        kind = name.split("_")[0]
+        if kind in ("cls", "obj"):  # probabilities: scale ~1/255, zero point -128, as YuNet's
+            scale, zp = float(np.float32(1 / 255 + k * 1e-5)), -128
+            # many cells near the threshold, where a rounding slip in the prefilter would show
+            vals = rng.choice(np.arange(-128, 128), ref.size, p=None).astype(np.int8)
+        else:
+            scale, zp = float(np.float32(0.03 + 0.01 * k)), int(rng.integers(-20, 20))
+            vals = rng.integers(-128, 128, ref.size).astype(np.int8)
+        raw[name], q[name] = vals.reshape(ref.shape), (scale, zp)
+    real = {n: dequantize(v, *q[n]) for n, v in raw.items()}
+    a = decode_yunet(real, (h, w), score_threshold=thr, top_k=50)
+    b = decode_yunet(raw, (h, w), score_threshold=thr, top_k=50, quantization=q)
+    assert len(a) == len(b) and (thr == 1.0 or len(a) > 0)
+    assert np.array_equal(a.boxes, b.boxes) and [f.score for f in a] == [f.score for f in b]
+    assert np.array_equal(np.stack([f.landmarks for f in a] or [np.zeros((5, 2))]),
+                          np.stack([f.landmarks for f in b] or [np.zeros((5, 2))]))
+    with pytest.raises(InputError, match="dequantize"):
+        decode_yunet(raw, (h, w))  # raw integers without their parameters are refused
+
+
 def test_scores_are_clamped_before_sqrt():
     out = _zeros(32, 32)
     _put(out, 8, 0, 0, 4, cls=2.0, obj=3.0, bbox=[0, 0, 0, 0])  # clamps to 1 * 1

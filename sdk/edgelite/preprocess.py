@@ -178,8 +178,15 @@ class ResizePlan:
         img = np.asarray(image)
         if tuple(img.shape[:2]) != self.src_hw:
             raise InputError(f"plan is for a {self.src_hw} image, got {tuple(img.shape[:2])}")
-        content = resize_image(img, self.content_hw, use_cv2=use_cv2) if self.content_hw != self.src_hw else img
         (dh, dw), (ch, cw), (ox, oy) = self.dst_hw, self.content_hw, self.offset_xy
+        resized = self.content_hw != self.src_hw
+        if self.mode is not ResizeMode.CENTER_CROP and (ch, cw) != (dh, dw) and cw == dw and resized:
+            # Content as wide as the input (a landscape frame letterboxed top-left):
+            # its rows are contiguous in the canvas, so resize straight into them.
+            canvas = np.full((dh, dw) + img.shape[2:], pad_value, dtype=img.dtype)
+            resize_image(img, self.content_hw, use_cv2=use_cv2, out=canvas[oy:oy + ch])
+            return canvas
+        content = resize_image(img, self.content_hw, use_cv2=use_cv2) if resized else img
         if (ch, cw) == (dh, dw):
             return np.ascontiguousarray(content)
         if self.mode is ResizeMode.CENTER_CROP:
@@ -242,7 +249,8 @@ def _check_resizable(image: Any) -> np.ndarray:
     return img
 
 
-def resize_image(image: np.ndarray, dst_hw: tuple[int, int], *, use_cv2: bool | None = None) -> np.ndarray:
+def resize_image(image: np.ndarray, dst_hw: tuple[int, int], *, use_cv2: bool | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Resize an HW/HWC image to ``dst_hw``.
 
     Interpolation: area averaging when both sides shrink (no aliasing: every source
@@ -256,8 +264,23 @@ def resize_image(image: np.ndarray, dst_hw: tuple[int, int], *, use_cv2: bool | 
         dst_hw: output ``(height, width)``.
         use_cv2: ``None`` = use OpenCV if installed; ``True`` = require it;
             ``False`` = force the numpy path.
+        out: a C-contiguous array of the result's shape and dtype to write into
+            (e.g. the content region of a padded canvas); the result is returned.
     """
     img = _check_resizable(image)
+    if out is not None:
+        want = (*_hw(dst_hw, "dst_hw"), *img.shape[2:])
+        if out.shape != want or out.dtype != img.dtype or not out.flags.c_contiguous:
+            raise InputError(f"out must be a C-contiguous {img.dtype} array of shape {want}, "
+                             f"got {out.dtype} {out.shape}")
+        cv2 = resolve_cv2(use_cv2)
+        if cv2 is not None and img.ndim == 3 and img.shape[2] in (3, 4) and tuple(img.shape[:2]) != want[:2]:
+            shrink = want[0] <= img.shape[0] and want[1] <= img.shape[1]
+            cv2.resize(np.ascontiguousarray(img), (want[1], want[0]), dst=out,
+                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        else:
+            out[...] = resize_image(img, dst_hw, use_cv2=use_cv2)
+        return out
     dh, dw = _hw(dst_hw, "dst_hw")
     sh, sw = img.shape[:2]
     if (sh, sw) == (dh, dw):

@@ -92,18 +92,14 @@ def estimate_similarity(src: Any, dst: Any, *, opencv_compat: bool = False) -> n
         f32 = np.float32
         s32 = s.astype(f32)
         d32 = d.astype(f32)
-        # Means accumulated in float32, left to right, like the C++ loop.
-        s_mean = np.zeros(2, dtype=f32)
-        for p in s32:
-            s_mean = (s_mean + p).astype(f32)
-        s_mean = (s_mean / f32(n)).astype(f32)
+        # Means accumulated in float32, left to right, like the C++ loop (a reduction
+        # over the rows of a small array adds them in order).
+        s_mean = np.add.reduce(s32, axis=0, dtype=f32) / f32(n)
         d_mean = np.round(d.mean(axis=0), 4).astype(f32)  # OpenCV hard-codes 4 decimals
-        s_dm = (s32 - s_mean).astype(f32)
-        d_dm = (d32 - d_mean).astype(f32)
+        s_dm = s32 - s_mean
+        d_dm = d32 - d_mean
         # float*float products are float32 in C++; only the sums are double.
-        cov = np.array(
-            [[(d_dm[:, i] * s_dm[:, j]).astype(np.float64).sum() for j in range(2)] for i in range(2)]
-        ) / n
+        cov = np.add.reduce((d_dm[:, :, None] * s_dm[:, None, :]).astype(np.float64), axis=0) / n
         var = float((s_dm * s_dm).astype(np.float64).sum() / n)
         s_mean64, d_mean64 = s_mean.astype(np.float64), d_mean.astype(np.float64)
     else:

@@ -164,12 +164,13 @@ class FaceDetector(Task):
             plans = [spec.plan(imgs[k].shape[:2]) for k in idx]
             x = spec.to_tensor(np.stack([p.apply(imgs[k]) for p, k in zip(plans, idx)]), m.inputs[0])
             t1 = time.perf_counter()
-            outs = m.run(x, quantize=False)
+            outs = m.run(x, quantize=False, dequantize=False)
             t2 = time.perf_counter()
+            q = _output_quantization(m)
             for j, (k, plan) in enumerate(zip(idx, plans)):
                 res = decode_yunet({n: v[j:j + 1] for n, v in outs.items()}, spec.size,
                                    score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
-                                   top_k=o.top_k, max_faces=o.max_faces, plan=plan)
+                                   top_k=o.top_k, max_faces=o.max_faces, plan=plan, quantization=q)
                 n = len(idx)
                 out[k] = dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3 / n,
                                                            "inference": (t2 - t1) * 1e3 / n})
@@ -183,11 +184,17 @@ class FaceDetector(Task):
         plan = spec.plan(img.shape[:2])
         x = spec.to_tensor(plan.apply(img)[None], m.inputs[0])
         t1 = time.perf_counter()
-        outs = m.run(x, quantize=False)
+        outs = m.run(x, quantize=False, dequantize=False)
         t2 = time.perf_counter()
         o = self.options
         res = decode_yunet(outs, spec.size, score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
-                           top_k=o.top_k, max_faces=o.max_faces, plan=plan)
+                           top_k=o.top_k, max_faces=o.max_faces, plan=plan, quantization=_output_quantization(m))
         t3 = time.perf_counter()
         return dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                                                  "decode": (t3 - t2) * 1e3})
+
+
+def _output_quantization(m: Model) -> dict[str, tuple[float, int]]:
+    """Scale and zero-point of the model's quantized outputs: the decoder dequantizes
+    only the cells that can reach the score threshold."""
+    return {s.name: (s.scale, s.zero_point) for s in m.outputs if s.quantized}

@@ -326,11 +326,18 @@ def validate_name(name: Any) -> str:
     return name
 
 
+_VALID_MODEL_IDS: set[str] = set()  # the same id arrives with every frame: check it once
+
+
 def _validate_model_id(model_id: Any) -> str:
+    if type(model_id) is str and model_id in _VALID_MODEL_IDS:
+        return model_id
     if not isinstance(model_id, str) or not model_id.strip():
         raise InputError(f"model_id must be a non-empty str naming the embedder, got {model_id!r}")
     if len(model_id) > _MAX_MODEL_ID_LENGTH or _has_control(model_id):
         raise InputError(f"model_id must be <= {_MAX_MODEL_ID_LENGTH} printable characters, got {model_id!r}")
+    if type(model_id) is str and len(_VALID_MODEL_IDS) < 256:
+        _VALID_MODEL_IDS.add(model_id)
     return model_id
 
 
@@ -696,13 +703,16 @@ class FaceGallery:
         return "sealed:" + base64.b64encode(sealed).decode()
 
     def _check_model(self, conn: sqlite3.Connection, model_id: str, dim: int | None, what: str) -> None:
-        bound = self._meta(conn, "model_id")
+        self._check_bound(self._meta(conn, "model_id"), self._meta_int(conn, "dim"), model_id, dim, what)
+
+    def _check_bound(self, bound: str | None, bound_dim: int | None, model_id: str, dim: int | None,
+                     what: str) -> None:
+        """Refuse embeddings of another model than the one the gallery is bound to."""
         if bound is not None and bound != model_id:
             raise ModelMismatchError(
                 f"{what}: gallery {self._path!r} holds embeddings of model {bound!r}, "
                 f"got embeddings of model {model_id!r}"
             )
-        bound_dim = self._meta_int(conn, "dim")
         if dim is not None and bound_dim is not None and bound_dim != dim:
             raise ModelMismatchError(
                 f"{what}: gallery {self._path!r} holds {bound_dim}-d embeddings (model {bound!r}), "
@@ -999,8 +1009,8 @@ class FaceGallery:
     def _person_scores(self, q: np.ndarray, model_id: str, what: str) -> tuple[_Matrix, np.ndarray]:
         model_id = _validate_model_id(model_id)
         with self._read(what) as conn:
-            self._check_model(conn, model_id, int(q.shape[1]), what)
-            m = self._matrix()
+            m = self._matrix()  # holds the model binding of the same data version: no query per frame
+            self._check_bound(m.model_id, m.dim, model_id, int(q.shape[1]), what)
         if m.emb.shape[0] == 0:
             return m, np.zeros((q.shape[0], 0), dtype=np.float32)
         sims = q @ m.emb.T  # (N, T): one matmul for the whole gallery

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..preprocess import PreprocessSpec, ResizeMode, ResizePlan
+from ..quant import dequantize
 from .geometry import nms
 from .types import DetectionResult, Face
 
@@ -94,8 +95,7 @@ def _priors(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out  # type: ignore[return-value]
 
 
-def _gather(outputs: Mapping[str, Any], input_hw: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Validate the 12 outputs and concatenate each kind over strides as (N_total, C)."""
+def _check_outputs(outputs: Mapping[str, Any]) -> None:
     if not isinstance(outputs, Mapping):
         raise InputError(
             f"YuNet outputs must be a mapping name -> array with keys {list(YUNET_OUTPUT_NAMES)}, "
@@ -107,32 +107,102 @@ def _gather(outputs: Mapping[str, Any], input_hw: tuple[int, int]) -> dict[str, 
             f"YuNet outputs are missing {missing}; got keys {sorted(outputs)}. "
             "The model's output tensors must keep the 2023mar names (cls_8 ... kps_32)."
         )
-    h, w = input_hw
-    merged: dict[str, np.ndarray] = {}
-    for kind, ch in _KIND_CHANNELS.items():
-        parts = []
-        for s in YUNET_STRIDES:
-            name = f"{kind}_{s}"
-            arr = np.asarray(outputs[name])
-            if not np.issubdtype(arr.dtype, np.floating):
-                raise InputError(
-                    f"YuNet output {name} has dtype {arr.dtype}; dequantize int8 outputs to float first"
-                )
-            n = (h // s) * (w // s)
-            if arr.size != n * ch:
-                raise InputError(
-                    f"YuNet output {name} has shape {arr.shape}, expected [1, {n}, {ch}] for input "
-                    f"{input_hw} ((H/{s})*(W/{s}) = {n} cells); was the model built for another size?"
-                )
-            parts.append(arr.reshape(n, ch).astype(np.float32, copy=False))
-        merged[kind] = np.concatenate(parts, axis=0)
-    return merged
 
 
-def _decode_rows(m: dict[str, np.ndarray], priors, sel: np.ndarray):
+def _kind(outputs: Mapping[str, Any], kind: str, hw: tuple[int, int], quantization) -> tuple[np.ndarray, bool]:
+    """The three strides of one output kind, concatenated as ``(N_total, C)``.
+
+    Returns ``(values, raw)``: ``raw`` when every part is 8-bit integers with
+    float32 scales in ``quantization`` (TFLite's int8 outputs: dequantized later,
+    only where needed); otherwise float32 (integer parts dequantized here).
+    """
+    h, w = hw
+    ch = _KIND_CHANNELS[kind]
+    parts, raw = [], True
+    for s in YUNET_STRIDES:
+        name = f"{kind}_{s}"
+        arr = np.asarray(outputs[name])
+        if name in quantization:
+            if arr.dtype.kind not in "iu":
+                raise InputError(f"YuNet output {name} has dtype {arr.dtype} but quantization parameters "
+                                 "were given")
+            scale = float(quantization[name][0])
+            raw = raw and arr.dtype.itemsize == 1 and float(np.float32(scale)) == scale
+        elif np.issubdtype(arr.dtype, np.floating):
+            raw = False
+        else:
+            raise InputError(
+                f"YuNet output {name} has dtype {arr.dtype}; dequantize int8 outputs to float first "
+                "(or pass their scale/zero-point as quantization=)"
+            )
+        n = (h // s) * (w // s)
+        if arr.size != n * ch:
+            raise InputError(
+                f"YuNet output {name} has shape {arr.shape}, expected [1, {n}, {ch}] for input "
+                f"{hw} ((H/{s})*(W/{s}) = {n} cells); was the model built for another size?"
+            )
+        parts.append(arr.reshape(n, ch))
+    if not raw:  # float outputs (or a mix): real values for every cell
+        parts = [dequantize(p, *quantization[f"{kind}_{s}"]) if f"{kind}_{s}" in quantization
+                 else p.astype(np.float32, copy=False) for p, s in zip(parts, YUNET_STRIDES)]
+    return np.concatenate(parts), raw
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_params(hw: tuple[int, int], kind: str, params: tuple[tuple[float, int], ...], t: float):
+    """Per cell: float32 scale and zero-point, and a raw-value floor below every
+    value whose real value is ``>= t`` (one step of margin for float rounding)."""
+    n = [(hw[0] // s) * (hw[1] // s) for s in YUNET_STRIDES]
+    scale = np.concatenate([np.full(k, sc, np.float32) for k, (sc, _) in zip(n, params)])[:, None]
+    zero = np.concatenate([np.full(k, zp, np.float32) for k, (_, zp) in zip(n, params)])[:, None]
+    floor = np.concatenate([np.full(k, math.floor(zp + t / sc) - 1 if t > 0 else -math.inf)
+                            for k, (sc, zp) in zip(n, params)])
+    for a in (scale, zero, floor):
+        a.setflags(write=False)
+    return scale, zero, floor
+
+
+def _select(outputs, hw: tuple[int, int], thr: float, quantization):
+    """Cells scoring ``>= thr``: their indices over all priors, scores, bbox and kps rows.
+
+    ``score = sqrt(clip(cls) * clip(obj)) >= thr`` needs both ``cls`` and ``obj``
+    ``>= thr²`` (each is at most 1): only those cells are dequantized and scored,
+    with the arithmetic of :func:`edgelite.quant.dequantize`, so values and order
+    are those of dequantizing every output first.
+    """
+    _check_outputs(outputs)
+    t2 = thr * thr
+    vals, real = {}, {}
+    for kind in _KIND_CHANNELS:
+        v, raw = _kind(outputs, kind, hw, quantization)
+        vals[kind] = v
+        real[kind] = None
+        if raw:
+            params = tuple((float(quantization[f"{kind}_{s}"][0]), int(quantization[f"{kind}_{s}"][1]))
+                           for s in YUNET_STRIDES)
+            real[kind] = _cell_params(hw, kind, params, t2)
+
+    def floor(kind):
+        if real[kind] is not None:
+            return real[kind][2]
+        return t2 * (1.0 - 1e-6) if t2 > 0 else -math.inf
+
+    def values(kind, rows):
+        v = vals[kind][rows]
+        if real[kind] is None:
+            return v
+        scale, zero, _ = real[kind]
+        return (v.astype(np.float32) - zero[rows]) * scale[rows]
+
+    cand = np.flatnonzero((vals["cls"][:, 0] >= floor("cls")) & (vals["obj"][:, 0] >= floor("obj")))
+    sc = np.sqrt(np.clip(values("cls", cand)[:, 0], 0.0, 1.0) * np.clip(values("obj", cand)[:, 0], 0.0, 1.0))
+    ok = sc >= thr
+    sel = cand[ok]
+    return sel, sc[ok], values("bbox", sel), values("kps", sel)
+
+
+def _decode_rows(bb: np.ndarray, kp: np.ndarray, priors, sel: np.ndarray):
     cols, rows, strides = (p[sel] for p in priors)
-    bb = m["bbox"][sel]
-    kp = m["kps"][sel]
     cx = (cols + bb[:, 0]) * strides
     cy = (rows + bb[:, 1]) * strides
     # Clamp the log-size so garbage outputs cannot overflow exp() into inf boxes.
@@ -143,12 +213,6 @@ def _decode_rows(m: dict[str, np.ndarray], priors, sel: np.ndarray):
     ly = (kp[:, 1::2] + rows[:, None]) * strides[:, None]
     landmarks = np.stack([lx, ly], axis=2)
     return boxes.astype(np.float32), landmarks.astype(np.float32)
-
-
-def _scores(m: dict[str, np.ndarray]) -> np.ndarray:
-    cls = np.clip(m["cls"][:, 0], 0.0, 1.0)
-    obj = np.clip(m["obj"][:, 0], 0.0, 1.0)
-    return np.sqrt(cls * obj)
 
 
 def decode_yunet_raw(
@@ -165,11 +229,9 @@ def decode_yunet_raw(
         input pixels, N = all priors over the three strides.
     """
     hw = _check_input_hw(input_hw)
-    m = _gather(outputs, hw)
-    priors = yunet_priors(hw)
-    sel = np.arange(priors[0].shape[0])
-    boxes, landmarks = _decode_rows(m, priors, sel)
-    return boxes, landmarks, _scores(m).astype(np.float32)
+    sel, scores, bb, kp = _select(outputs, hw, 0.0, {})
+    boxes, landmarks = _decode_rows(bb, kp, yunet_priors(hw), sel)
+    return boxes, landmarks, scores.astype(np.float32)
 
 
 def decode_yunet(
@@ -181,6 +243,7 @@ def decode_yunet(
     top_k: int = DEFAULT_TOP_K,
     max_faces: int | None = None,
     plan: ResizePlan | None = None,
+    quantization: Mapping[str, tuple[float, int]] | None = None,
 ) -> DetectionResult:
     """Turn YuNet outputs into faces.
 
@@ -198,6 +261,10 @@ def decode_yunet(
         max_faces: keep at most this many faces after NMS (``None``: all).
         plan: the :class:`ResizePlan` used to make the input; boxes and landmarks
             are mapped back to the source image. ``None``: input pixels.
+        quantization: name -> ``(scale, zero_point)`` of outputs given as raw
+            integers (an int8 model run with ``dequantize=False``). Only the cells
+            that can reach the threshold are dequantized; the result is the same as
+            dequantizing every output first.
 
     Returns:
         :class:`DetectionResult` sorted by descending score.
@@ -215,11 +282,8 @@ def decode_yunet(
             raise InputError(f"plan must be a ResizePlan or None, got {type(plan).__name__}")
         if plan.dst_hw != hw:
             raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
-    m = _gather(outputs, hw)
-    scores = _scores(m)
-    sel = np.flatnonzero(scores >= thr)
-    boxes, landmarks = _decode_rows(m, yunet_priors(hw), sel)
-    sc = scores[sel]
+    sel, sc, bb, kp = _select(outputs, hw, thr, quantization or {})
+    boxes, landmarks = _decode_rows(bb, kp, yunet_priors(hw), sel)
     keep = nms(boxes, sc, iou_threshold=float(nms_threshold), top_k=int(top_k), max_output=max_faces)
     boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
     image_hw = hw
