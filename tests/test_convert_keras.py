@@ -66,6 +66,17 @@ def test_convert_keras_full_integer(keras_model, spec, tmp_path):
     v = r["validation"]["outputs"]
     (o,) = v.values()
     assert o["cosine_mean"] > 0.98 and o["top1_agreement"] >= 0.8
+    # the report is one typed record: attributes, the JSON's keys, one serialisation
+    from edgelite_convert.report import ConversionReport, SourceInfo
+
+    rep = res.report
+    assert isinstance(rep, ConversionReport) and isinstance(rep.source, SourceInfo)
+    assert rep.source.kind == "keras" and rep.source.sha256 == r["source"]["sha256"]
+    assert rep.fully_integer is res.fully_integer is True and rep.validation["outputs"].keys() == v.keys()
+    assert rep.to_dict() == r and sorted(rep) == sorted(r)
+    assert "keep_float_cost" not in rep and rep.keep_float_cost is None  # absent parts stay out of the JSON
+    with pytest.raises(KeyError):
+        rep["no_such_key"]
 
     m = edgelite.Model(out)
     assert m.inputs[0].dtype == np.int8 and m.outputs[0].dtype == np.int8

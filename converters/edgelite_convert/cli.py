@@ -70,8 +70,7 @@ def run_convert(a) -> int:
                   options=opts, task=a.task, labels=labels, progress=not a.json,
                   input_shapes=parse_input_shapes(a.input_shape) or None)
     if a.json:
-        json.dump(res.report, sys.stdout, indent=2, default=str)
-        print()
+        print(res.report.to_json())
     else:
         print(format_report(res.report, res.path))
     return 0

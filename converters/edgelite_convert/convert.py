@@ -31,6 +31,7 @@ from edgelite.preprocess import PreprocessSpec
 from .calibration import CalibrationSet, build_calibration_set
 from .job import Job
 from .metadata_writer import embed_metadata
+from .report import ConversionReport, SourceInfo
 
 
 class QuantMode(str, enum.Enum):
@@ -125,12 +126,12 @@ class ConversionResult:
 
     model: bytes
     float_model: bytes
-    report: dict
+    report: ConversionReport
     path: Path | None = None
 
     @property
     def fully_integer(self) -> bool:
-        return bool(self.report["fully_integer"])
+        return self.report.fully_integer
 
 
 def _sha256_source(p: Path) -> str:
@@ -398,68 +399,63 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
     from edgelite.inspect import inspect_model
 
     insp = inspect_model(qbytes)
-    report: dict[str, Any] = {
-        "source": {"kind": kind if torch_src is None else "torch (exported to onnx)", "filename": src_name,
-                   "sha256": src_hash},
-        "mode": opts.mode.value, "input_type": opts.input_type.value, "output_type": opts.output_type.value,
-        "per_channel": opts.per_channel, "rewrites": module_rewrites + prep.get("rewrites", []) + int8_rewrites,
-        "fully_integer": bool(insp.fully_integer), "float_ops": list(insp.float_ops),
-        "xnnpack_unsupported": list(getattr(insp, "xnnpack_unsupported", [])),
-        "op_histogram": read_model_info(qbytes).op_histogram(),
-        "size_bytes": len(qbytes), "float_size_bytes": len(fbytes), "batch": batch_info,
-        "onnx_folded": onnx_folded,
-        "calibration": calib_set.summary() if calib_set else None,
-        "tensorflow": conv.get("tensorflow"), "edgelite": edgelite.__version__,
-        "seconds": {"prepare_and_convert": round(time.perf_counter() - t_start, 2),
-                    "quantize": round(conv.get("quant_seconds", 0), 2)},
-    }
-    if opts.needs_calibration:
-        report["degenerate_activation_ranges"] = _degenerate_ranges(qbytes)
-    if "layer_stats" in conv:
-        report["layer_stats"] = conv["layer_stats"]
-    if opts.keep_float:
-        report["keep_float"] = list(opts.keep_float)
-        if full_int8 is not None:
-            report["keep_float_cost"] = _keep_float_cost(full_int8, qbytes, num_threads)
+    degenerate = _degenerate_ranges(qbytes) if opts.needs_calibration else None
+    report = ConversionReport(
+        source=SourceInfo(kind if torch_src is None else "torch (exported to onnx)", src_name, src_hash),
+        mode=opts.mode.value, input_type=opts.input_type.value, output_type=opts.output_type.value,
+        per_channel=opts.per_channel, rewrites=module_rewrites + prep.get("rewrites", []) + int8_rewrites,
+        fully_integer=bool(insp.fully_integer), float_ops=list(insp.float_ops),
+        xnnpack_unsupported=list(getattr(insp, "xnnpack_unsupported", [])),
+        op_histogram=read_model_info(qbytes).op_histogram(),
+        size_bytes=len(qbytes), float_size_bytes=len(fbytes), batch=batch_info, onnx_folded=onnx_folded,
+        calibration=calib_set.summary() if calib_set else None,
+        tensorflow=conv.get("tensorflow"), edgelite=edgelite.__version__,
+        seconds={"prepare_and_convert": round(time.perf_counter() - t_start, 2),
+                 "quantize": round(conv.get("quant_seconds", 0), 2)},
+        degenerate_activation_ranges=degenerate, layer_stats=conv.get("layer_stats"),
+        keep_float=list(opts.keep_float) if opts.keep_float else None,
+        keep_float_cost=(_keep_float_cost(full_int8, qbytes, num_threads)
+                         if opts.keep_float and full_int8 is not None else None),
+    )
     if opts.mode == QuantMode.INT8 and not insp.fully_integer and not opts.allow_float_fallback:
         raise ConversionError(summarize_float_ops(qbytes, insp.float_ops))
     if held is not None and held.count:
-        report["validation"] = validate_against(fbytes, qbytes, held, num_threads=num_threads)
+        validation = validate_against(fbytes, qbytes, held, num_threads=num_threads)
+        report = dataclasses.replace(report, validation=validation)
         if opts.needs_calibration:
-            _refuse_collapsed(report["validation"], opts, report.get("degenerate_activation_ranges") or [])
+            _refuse_collapsed(validation, opts, degenerate or [])
     if kind == "onnx" and held is not None and held.count:
-        report["onnx_vs_float_tflite"] = _onnx_parity(path, fbytes, held, {**prep, "input_shapes": input_shapes})
+        report = dataclasses.replace(report, onnx_vs_float_tflite=_onnx_parity(
+            path, fbytes, held, {**prep, "input_shapes": input_shapes}))
         if opts.onnxruntime_baseline and calib_set is not None and opts.mode == QuantMode.INT8:
             from .ort_baseline import onnxruntime_int8_baseline
 
             base = onnxruntime_int8_baseline(_onnx_with_shapes_bytes(path, input_shapes), calib_set.arrays,
                                              held.arrays, prep.get("onnx_input_layouts", {}),
                                              per_channel=opts.per_channel)
-            v = report.get("validation") or {}
+            v = report.validation or {}
             if "outputs" in base and v:
                 base["edgelite_int8_cosine_min_over_outputs"] = v.get("cosine_min_over_outputs")
-            report["onnxruntime_int8_baseline"] = base
+            report = dataclasses.replace(report, onnxruntime_int8_baseline=base)
     meta = EdgeliteMetadata(
         task=task, name=name or (src_name.rsplit(".", 1)[0] if src_name else "model"),
         preprocessing=preprocess, labels=tuple(labels) if labels else None,
-        source=report["source"],
+        source=dataclasses.asdict(report.source),
         versions={"edgelite": edgelite.__version__, "tensorflow": conv.get("tensorflow")},
         calibration={"count": calib_set.count, "source": calib_set.source} if calib_set else {},
         quantization={"mode": opts.mode.value, "input_type": opts.input_type.value,
                       "output_type": opts.output_type.value, "per_channel": opts.per_channel,
-                      "rewrites": report["rewrites"]},
-        validation=_validation_summary(report.get("validation")), extra=extra_metadata or {},
+                      "rewrites": report.rewrites},
+        validation=_validation_summary(report.validation), extra=extra_metadata or {},
     )
     qbytes = embed_metadata(qbytes, meta)
     fmeta = dataclasses.replace(meta, quantization={"mode": "float32"}, calibration={}, validation={})
     fbytes = embed_metadata(fbytes, fmeta)
-    report["size_bytes"] = len(qbytes)
-    res = ConversionResult(qbytes, fbytes, report)
+    res = ConversionResult(qbytes, fbytes, dataclasses.replace(report, size_bytes=len(qbytes)))
     if output is not None:
         out = Path(output)
         atomic_write_bytes(out, qbytes)
-        atomic_write_bytes(out.with_suffix(".report.json"),
-                           json.dumps(report, indent=2, default=_json_default).encode())
+        atomic_write_bytes(out.with_suffix(".report.json"), res.report.to_json().encode())
         res.path = out
     return res
 
@@ -564,14 +560,6 @@ def _keep_float_cost(full_int8: bytes, selective: bytes, num_threads=None) -> di
     return {"full_int8_p50_ms": round(a.latency.p50, 4), "with_float_layers_p50_ms": round(b.latency.p50, 4),
             "slowdown": round(b.latency.p50 / a.latency.p50, 3) if a.latency.p50 > 0 else None,
             "note": "same machine, back to back; re-measure on the target"}
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, float) and not np.isfinite(o):
-        return str(o)
-    return str(o)
 
 
 def _validation_summary(v: dict | None) -> dict:

@@ -38,6 +38,7 @@ from edgelite.preprocess import PreprocessSpec
 from edgelite.fileio import atomic_write_bytes
 
 from .convert import ConvertOptions, convert
+from .report import ConversionReport
 from .sources import LIVENESS_SOURCES, SOURCE_MODELS, fetch_sources, liveness_sources
 
 log = logging.getLogger(__name__)
@@ -134,12 +135,16 @@ def pad_tight_crop(img: np.ndarray, factor: float = 0.5) -> np.ndarray:
     return out
 
 
-def _write(cache, name: str, precision: str, data: bytes, report: dict, golden: dict) -> Path:
+def _write(cache, name: str, precision: str, data: bytes, report, golden: dict) -> Path:
     path = rzoo.model_path(name, precision, cache)
     atomic_write_bytes(path, data)
     # The runtime verifies every zoo model against this before loading it.
     rzoo.write_sha256_sidecar(path, hashlib.sha256(data).hexdigest())
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(report, indent=2, default=str).encode())
+    if not isinstance(report, ConversionReport):  # the float32 twin's short record
+        report = json.dumps(report, indent=2, default=str)
+    else:
+        report = report.to_json()
+    atomic_write_bytes(path.with_suffix(".json"), report.encode())
     import io
     buf = io.BytesIO()
     np.savez(buf, **golden)
@@ -221,7 +226,7 @@ def build_liveness(cache=None, *, progress: bool = True, say=print) -> dict:
                       options=ConvertOptions(max_calibration_samples=len(calib), holdout=16),
                       progress=progress, extra_metadata={"source_license": meta.license, "origin": meta.origin,
                                                          "calibration_crops": stats})
-        rep = {**res.report, "calibration_crops": stats, "build_seconds": round(time.perf_counter() - t0, 1)}
+        rep = res.report.with_extra(calibration_crops=stats, build_seconds=round(time.perf_counter() - t0, 1))
         _write(cache, name, "int8", res.model, rep, _golden(res.model, calib[-1]))
         _write(cache, name, "float32", res.float_model, {"source": rep["source"], "precision": "float32"},
                _golden(res.float_model, calib[-1]))
@@ -262,7 +267,7 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
                       progress=progress, extra_metadata={"source_license": yunet_src.license,
                                                          "origin": yunet_src.origin})
         g_in = calib[-1]
-        rep = {**res.report, "build_seconds": round(time.perf_counter() - t0, 1)}
+        rep = res.report.with_extra(build_seconds=round(time.perf_counter() - t0, 1))
         _write(cache, name, "int8", res.model, rep, _golden(res.model, g_in))
         _write(cache, name, "float32", res.float_model, {"source": rep["source"], "precision": "float32"},
                _golden(res.float_model, g_in))
@@ -286,7 +291,7 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
                       options=ConvertOptions(max_calibration_samples=len(calib), holdout=0),
                       progress=progress, extra_metadata={"source_license": sf.license, "origin": sf.origin,
                                                          "calibration_crops": stats})
-        rep = {**res.report, "calibration_crops": stats, "build_seconds": round(time.perf_counter() - t0, 1)}
+        rep = res.report.with_extra(calibration_crops=stats, build_seconds=round(time.perf_counter() - t0, 1))
         _write(cache, "sface", "int8", res.model, rep, _golden(res.model, calib[-1]))
         _write(cache, "sface", "float32", res.float_model, {"source": rep["source"], "precision": "float32"},
                _golden(res.float_model, calib[-1]))
