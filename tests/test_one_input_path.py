@@ -3,6 +3,7 @@ tensor from the same image, through the spec embedded in the model."""
 from __future__ import annotations
 
 import dataclasses
+import types
 import shutil
 from pathlib import Path
 
@@ -94,3 +95,24 @@ def test_letterbox_resizes_into_the_canvas_with_the_same_bytes():
         ref = np.zeros((*dst, 3), np.uint8)
         ref[:ch, :cw] = resize_image(img, (ch, cw))
         assert np.array_equal(plan.apply(img), ref)
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (320, 320), (200, 150)])
+@pytest.mark.parametrize("color", ["BGR", "RGB", "GRAY"])
+def test_tensor_of_converts_in_place_without_touching_the_callers_image(hw, color):
+    """The one-buffer path (resize into the canvas, colour and quantization table in
+    place) gives the bytes of to_tensor(plan.apply(...)), and never writes into the
+    caller's image, even when the plan returns it unchanged (no resize, no pad)."""
+    from edgelite.preprocess import PreprocessSpec
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+    keep = img.copy()
+    spec = PreprocessSpec(size=(320, 320), resize="letterbox", color=color, mean=127.5, std=127.5)
+    q = types.SimpleNamespace(scale=0.0078125, zero_point=0, dtype=np.dtype(np.int8), quantized=True)
+    plan = spec.plan(hw)
+    want = spec.to_tensor(plan.apply(img)[None], q)
+    got = spec.tensor_of(img, plan, q)
+    assert got.dtype == np.int8 and np.array_equal(got, want)
+    assert np.array_equal(img, keep)
+    assert np.array_equal(spec.tensor_of(img, plan), spec.to_tensor(plan.apply(img)[None]))  # float input

@@ -371,8 +371,9 @@ def _floats(v, name) -> tuple[float, ...]:
     return out
 
 
-def _convert_color(batch: np.ndarray, color: ColorOrder) -> np.ndarray:
-    """RGB uint8 ``(..., H, W, 3)`` → the model's colour order (contiguous)."""
+def _convert_color(batch: np.ndarray, color: ColorOrder, *, inplace: bool = False) -> np.ndarray:
+    """RGB uint8 ``(..., H, W, 3)`` → the model's colour order (contiguous);
+    ``inplace``: BGR overwrites ``batch`` (one the caller owns) instead of a copy."""
     if color is ColorOrder.GRAY:
         # ITU-R BT.601 luma, as OpenCV's RGB2GRAY
         g = batch[..., 0] * 0.299 + batch[..., 1] * 0.587 + batch[..., 2] * 0.114
@@ -383,6 +384,9 @@ def _convert_color(batch: np.ndarray, color: ColorOrder) -> np.ndarray:
             # cvtColor is ~5x faster than a negative-stride copy; it takes one 2-D image,
             # so a batch is viewed as one tall image (rows of all images stacked).
             flat = np.ascontiguousarray(batch).reshape(-1, batch.shape[-2], 3)
+            if inplace and flat.base is not None and np.may_share_memory(flat, batch):
+                cv2.cvtColor(flat, cv2.COLOR_RGB2BGR, dst=flat)
+                return batch
             return cv2.cvtColor(flat, cv2.COLOR_RGB2BGR).reshape(batch.shape)
         return np.ascontiguousarray(batch[..., ::-1])
     return batch
@@ -488,9 +492,18 @@ class PreprocessSpec:
 
         img = as_rgb(image)
         plan = self.plan(img.shape[:2])
-        return self.to_tensor(plan.apply(img)[None], input), plan
+        return self.tensor_of(img, plan, input), plan
 
-    def to_tensor(self, batch: np.ndarray, input: Any = None) -> np.ndarray:
+    def tensor_of(self, image: np.ndarray, plan: ResizePlan, input: Any = None) -> np.ndarray:
+        """``to_tensor(plan.apply(image)[None], input)`` for a validated RGB image, in
+        one buffer: the canvas the plan fills is converted in place (colour order,
+        then the quantization table), so a frame costs one new input-sized array."""
+        canvas = plan.apply(image)
+        if np.may_share_memory(canvas, image):  # no resize, no pad: the caller's pixels
+            return self.to_tensor(canvas[None], input)
+        return self.to_tensor(canvas[None], input, _owned=True)
+
+    def to_tensor(self, batch: np.ndarray, input: Any = None, *, _owned: bool = False) -> np.ndarray:
         """Already-resized RGB ``uint8`` ``(N, H, W, 3)`` → model tensor: colour order,
         then the fused normalise+quantize table (quantized input) or the float
         normalisation, then the layout."""
@@ -498,10 +511,11 @@ class PreprocessSpec:
         if batch.ndim != 4 or batch.dtype != np.uint8 or batch.shape[-1] != 3 or tuple(batch.shape[1:3]) != self.size:
             raise InputError(f"expected uint8 (N, {self.size[0]}, {self.size[1]}, 3) RGB, "
                              f"got {batch.dtype} {batch.shape}")
-        x = _convert_color(batch, self.color)
+        owned = _owned and batch.flags.c_contiguous
+        x = _convert_color(batch, self.color, inplace=owned)
         if input is not None and getattr(input, "quantized", False):
             lut = quant.pixel_lut(input.scale, input.zero_point, input.dtype, self.mean, self.std, self.channels)
-            out = quant.apply_lut(x, lut)
+            out = quant.apply_lut(x, lut, inplace=owned)
         else:
             out = (x.astype(np.float32) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         if self.layout is Layout.NCHW:

@@ -182,7 +182,7 @@ class FaceDetector(Task):
         m = self.model(self.choose_size(img.shape[:2]))
         spec = self.spec(m)
         plan = spec.plan(img.shape[:2])
-        x = spec.to_tensor(plan.apply(img)[None], m.inputs[0])
+        x = spec.tensor_of(img, plan, m.inputs[0])
         t1 = time.perf_counter()
         outs = m.run(x, quantize=False, dequantize=False)
         t2 = time.perf_counter()
