@@ -25,6 +25,8 @@ identical to ``cv2.warpAffine`` but for rare 1-level rounding differences.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import numpy as np
@@ -84,7 +86,11 @@ def estimate_similarity(src: Any, dst: Any, *, opencv_compat: bool = False) -> n
         InputError: shapes differ, fewer than 2 points, or all source points equal.
     """
     s = _points(src, "src")
-    d = _points(dst, "dst", s.shape[0])
+    return _similarity(s, _points(dst, "dst", s.shape[0]), opencv_compat)
+
+
+def _similarity(s: np.ndarray, d: np.ndarray, opencv_compat: bool) -> np.ndarray:
+    """:func:`estimate_similarity` on validated float64 ``(N, 2)`` point sets."""
     n = s.shape[0]
     if n < 2:
         raise InputError(f"need at least 2 point pairs to fit a similarity, got {n}")
@@ -116,8 +122,10 @@ def estimate_similarity(src: Any, dst: Any, *, opencv_compat: bool = False) -> n
     # is Umeyama's det(cov) < 0 test (det cov = det U * prod(s) * det V); for
     # collinear points (rank 1) it is his eq. 43. OpenCV tests det(cov) directly,
     # whose sign is rounding noise when the points are collinear.
-    sign = np.array([1.0, 1.0 if np.linalg.det(u) * np.linalg.det(vt) > 0 else -1.0])
-    rot = u @ np.diag(sign) @ vt
+    # 2x2 determinants of orthogonal matrices (±1): only their signs matter
+    det_uv = (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0])
+    sign = np.array([1.0, 1.0 if det_uv > 0 else -1.0])
+    rot = (u * sign) @ vt  # u @ diag(sign) @ vt
     scale = float((sing * sign).sum() / var)
     m = np.empty((2, 3), dtype=np.float64)
     m[:, :2] = scale * rot
@@ -135,7 +143,15 @@ def arcface_template(size: int = ARCFACE_SIZE) -> np.ndarray:
 def arcface_transform(landmarks: Any, size: int = ARCFACE_SIZE, *, opencv_compat: bool = True) -> np.ndarray:
     """The ``(2, 3)`` matrix taking image pixels to the aligned ``size`` crop."""
     lm = _points(landmarks, "landmarks", 5)
-    return estimate_similarity(lm, arcface_template(size), opencv_compat=opencv_compat)
+    tmpl = _template(int(size)) if isinstance(size, (int, np.integer)) else arcface_template(size)
+    return _similarity(lm, tmpl, opencv_compat)
+
+
+@functools.lru_cache(maxsize=8)
+def _template(size: int) -> np.ndarray:
+    t = arcface_template(size)
+    t.setflags(write=False)
+    return t
 
 
 

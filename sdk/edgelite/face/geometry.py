@@ -114,13 +114,20 @@ def nms(
     for name, val in (("top_k", top_k), ("max_output", max_output)):
         if val is not None and (not isinstance(val, (int, np.integer)) or val < 1):
             raise InputError(f"nms: {name} must be a positive int or None, got {val!r}")
-    idx = np.arange(s.shape[0])
     if score_threshold is not None:
-        idx = idx[s >= float(score_threshold)]
-    order = idx[np.argsort(-s[idx], kind="stable")]
+        idx = np.flatnonzero(s >= float(score_threshold))
+        return idx[greedy_nms(b[idx], s[idx], float(iou_threshold), top_k, max_output)]
+    return greedy_nms(b, s, float(iou_threshold), top_k, max_output)
+
+
+def greedy_nms(b: np.ndarray, s: np.ndarray, iou_threshold: float, top_k: int | None = None,
+               max_output: int | None = None) -> np.ndarray:
+    """:func:`nms` without the argument checks, for callers whose boxes are already
+    a finite ``float64 (N, 4)`` array and scores ``float64 (N,)`` (the YuNet decoder)."""
+    order = np.argsort(-s, kind="stable")
     if top_k is not None:
         order = order[: int(top_k)]
-    areas = box_area(b) if b.shape[0] else np.zeros(0)
+    areas = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     keep: list[int] = []
     while order.size:
         i = int(order[0])

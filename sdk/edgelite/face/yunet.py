@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InputError
 from ..preprocess import PreprocessSpec, ResizeMode, ResizePlan
 from ..quant import dequantize
-from .geometry import nms
+from .geometry import greedy_nms
 from .types import DetectionResult, Face
 
 #: Strides of the three detection heads.
@@ -284,7 +284,12 @@ def decode_yunet(
             raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
     sel, sc, bb, kp = _select(outputs, hw, thr, quantization or {})
     boxes, landmarks = _decode_rows(bb, kp, yunet_priors(hw), sel)
-    keep = nms(boxes, sc, iou_threshold=float(nms_threshold), top_k=int(top_k), max_output=max_faces)
+    if max_faces is not None and (not isinstance(max_faces, (int, np.integer)) or max_faces < 1):
+        raise InputError(f"max_faces must be a positive int or None, got {max_faces!r}")
+    b64 = boxes.astype(np.float64)
+    if not np.all(np.isfinite(b64)):
+        raise InputError("boxes contains NaN or infinity")
+    keep = greedy_nms(b64, sc.astype(np.float64), float(nms_threshold), int(top_k), max_faces)
     boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
     image_hw = hw
     if plan is not None:
