@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 from typing import Any, Sequence
 
@@ -235,6 +236,11 @@ def plan_resize(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: ResizeMo
         cw = min(dw, max(1, int(round(sw * s))))
     off = ((dw - cw) // 2, (dh - ch) // 2) if center else (0, 0)
     return ResizePlan((sh, sw), (dh, dw), m, (ch, cw), off)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(src_hw: tuple, dst_hw: tuple[int, int], mode: ResizeMode) -> ResizePlan:
+    return plan_resize(src_hw, dst_hw, mode)
 
 
 # --------------------------------------------------------------------------- resize
@@ -472,8 +478,12 @@ class PreprocessSpec:
 
     # --- application -----------------------------------------------------------
     def plan(self, image_hw: Sequence[int]) -> ResizePlan:
-        """The :class:`ResizePlan` for an image of ``image_hw``."""
-        return plan_resize(tuple(image_hw), self.size, self.resize)
+        """The :class:`ResizePlan` for an image of ``image_hw`` (plans are immutable: a
+        camera's frame size is planned once)."""
+        try:
+            return _plan(tuple(image_hw), self.size, self.resize)
+        except TypeError:  # unhashable values: let plan_resize say what is wrong
+            return plan_resize(tuple(image_hw), self.size, self.resize)
 
     def prepare(self, image: np.ndarray, input: Any = None) -> tuple[np.ndarray, ResizePlan]:
         """Image → model input tensor (a batch of one) and the plan that maps back.

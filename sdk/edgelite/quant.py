@@ -65,6 +65,7 @@ def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:
 
 
 _PIXEL_LUTS: dict = {}
+_UNIFORM: dict[int, bool] = {}  # id of a cached table (kept forever) -> all its rows are equal
 
 
 def pixel_lut(scale, zero_point, dtype, mean=(0.0,), std=(1.0,), channels: int = 3) -> np.ndarray:
@@ -88,6 +89,7 @@ def pixel_lut(scale, zero_point, dtype, mean=(0.0,), std=(1.0,), channels: int =
                          scale, zero_point, dtype) for c in range(channels)]
         t = np.stack(rows)
         t.setflags(write=False)
+        _UNIFORM[id(t)] = bool(np.all(t == t[0]))
         _PIXEL_LUTS[key] = t
     return t
 
@@ -105,7 +107,9 @@ def apply_lut(pixels: np.ndarray, lut: np.ndarray, *, inplace: bool = False) -> 
 
     pixels = np.ascontiguousarray(pixels)
     c = pixels.shape[-1]
-    same = bool(np.all(lut == lut[0]))
+    same = _UNIFORM.get(id(lut)) if _PIXEL_LUTS else None
+    if same is None:
+        same = bool(np.all(lut == lut[0]))
     cv2 = cv2_or_none()
     if cv2 is not None and lut.dtype.itemsize == 1 and pixels.dtype == np.uint8 and (same or c in (1, 3, 4)):
         flat = pixels.reshape(-1, pixels.shape[-2], c) if pixels.ndim >= 3 else pixels.reshape(-1, 1, c)

@@ -27,7 +27,7 @@ from ..model import Model
 from ..preprocess import PreprocessSpec
 from ..task import Task
 from .types import DetectionResult
-from .yunet import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DEFAULT_TOP_K, decode_yunet, yunet_spec
+from .yunet import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DEFAULT_TOP_K, YunetDecoder, yunet_spec
 
 ZOO_SIZES = (320, 640)
 AUTO_SMALL_MAX_SIDE = 1280
@@ -120,6 +120,17 @@ class FaceDetector(Task):
 
         return self._model(0 if o.model_path else size, load)
 
+    def _decoder(self, m: Model, spec: PreprocessSpec) -> YunetDecoder:
+        """The decoder of ``m``'s raw outputs (layout checked once per model)."""
+        cache = self.__dict__.setdefault("_decoders", {})
+        hit = cache.get(id(m))
+        if hit is None or hit[0] is not m:
+            o = self.options
+            hit = cache[id(m)] = (m, YunetDecoder.for_model(
+                m, spec.size, score_threshold=o.score_threshold, nms_threshold=o.nms_threshold, top_k=o.top_k,
+                max_faces=o.max_faces))
+        return hit[1]
+
     def choose_size(self, image_hw) -> int:
         if self.options.input_size != "auto":
             return int(self.options.input_size)
@@ -166,11 +177,9 @@ class FaceDetector(Task):
             t1 = time.perf_counter()
             outs = m.run(x, quantize=False, dequantize=False)
             t2 = time.perf_counter()
-            q = _output_quantization(m)
+            dec = self._decoder(m, spec)
             for j, (k, plan) in enumerate(zip(idx, plans)):
-                res = decode_yunet({n: v[j:j + 1] for n, v in outs.items()}, spec.size,
-                                   score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
-                                   top_k=o.top_k, max_faces=o.max_faces, plan=plan, quantization=q)
+                res = dec.decode({n: v[j:j + 1] for n, v in outs.items()}, plan)
                 n = len(idx)
                 out[k] = dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3 / n,
                                                            "inference": (t2 - t1) * 1e3 / n})
@@ -186,15 +195,7 @@ class FaceDetector(Task):
         t1 = time.perf_counter()
         outs = m.run(x, quantize=False, dequantize=False)
         t2 = time.perf_counter()
-        o = self.options
-        res = decode_yunet(outs, spec.size, score_threshold=o.score_threshold, nms_threshold=o.nms_threshold,
-                           top_k=o.top_k, max_faces=o.max_faces, plan=plan, quantization=_output_quantization(m))
+        res = self._decoder(m, spec).decode(outs, plan)
         t3 = time.perf_counter()
         return dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                                                  "decode": (t3 - t2) * 1e3})
-
-
-def _output_quantization(m: Model) -> dict[str, tuple[float, int]]:
-    """Scale and zero-point of the model's quantized outputs: the decoder dequantizes
-    only the cells that can reach the score threshold."""
-    return {s.name: (s.scale, s.zero_point) for s in m.outputs if s.quantized}

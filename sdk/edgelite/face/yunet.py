@@ -95,7 +95,7 @@ def _priors(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out  # type: ignore[return-value]
 
 
-def _check_outputs(outputs: Mapping[str, Any]) -> None:
+def _missing(outputs: Mapping[str, Any]) -> None:
     if not isinstance(outputs, Mapping):
         raise InputError(
             f"YuNet outputs must be a mapping name -> array with keys {list(YUNET_OUTPUT_NAMES)}, "
@@ -109,96 +109,137 @@ def _check_outputs(outputs: Mapping[str, Any]) -> None:
         )
 
 
-def _kind(outputs: Mapping[str, Any], kind: str, hw: tuple[int, int], quantization) -> tuple[np.ndarray, bool]:
-    """The three strides of one output kind, concatenated as ``(N_total, C)``.
+class YunetDecoder:
+    """YuNet decoding for one output layout, checked once, then reused per frame.
 
-    Returns ``(values, raw)``: ``raw`` when every part is 8-bit integers with
-    float32 scales in ``quantization`` (TFLite's int8 outputs: dequantized later,
-    only where needed); otherwise float32 (integer parts dequantized here).
+    Built from the twelve outputs' dtypes and element counts (and the scale/zero-point
+    of integer ones) for an input size and thresholds. :class:`FaceDetector` keeps one
+    per model; :func:`decode_yunet` builds one per call.
+
+    int8 outputs stay raw: ``score = sqrt(clip(cls) * clip(obj)) >= thr`` needs both
+    ``cls`` and ``obj`` ``>= thr²`` (each is at most 1), so the raw bytes are compared
+    with per-cell floors and only the candidates are dequantized, with the arithmetic
+    of :func:`edgelite.quant.dequantize`: the faces are those of dequantizing every
+    output first, to the bit.
     """
-    h, w = hw
-    ch = _KIND_CHANNELS[kind]
-    parts, raw = [], True
-    for s in YUNET_STRIDES:
-        name = f"{kind}_{s}"
-        arr = np.asarray(outputs[name])
-        if name in quantization:
-            if arr.dtype.kind not in "iu":
-                raise InputError(f"YuNet output {name} has dtype {arr.dtype} but quantization parameters "
-                                 "were given")
-            scale = float(quantization[name][0])
-            raw = raw and arr.dtype.itemsize == 1 and float(np.float32(scale)) == scale
-        elif np.issubdtype(arr.dtype, np.floating):
-            raw = False
-        else:
-            raise InputError(
-                f"YuNet output {name} has dtype {arr.dtype}; dequantize int8 outputs to float first "
-                "(or pass their scale/zero-point as quantization=)"
-            )
-        n = (h // s) * (w // s)
-        if arr.size != n * ch:
-            raise InputError(
-                f"YuNet output {name} has shape {arr.shape}, expected [1, {n}, {ch}] for input "
-                f"{hw} ((H/{s})*(W/{s}) = {n} cells); was the model built for another size?"
-            )
-        parts.append(arr.reshape(n, ch))
-    if not raw:  # float outputs (or a mix): real values for every cell
-        parts = [dequantize(p, *quantization[f"{kind}_{s}"]) if f"{kind}_{s}" in quantization
-                 else p.astype(np.float32, copy=False) for p, s in zip(parts, YUNET_STRIDES)]
-    return np.concatenate(parts), raw
 
+    def __init__(self, input_hw: tuple[int, int], layout: Mapping[str, tuple[Any, int]],
+                 quantization: Mapping[str, tuple[float, int]] | None = None, *,
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD,
+                 top_k: int = DEFAULT_TOP_K, max_faces: int | None = None):
+        self.input_hw = hw = _check_input_hw(input_hw)
+        self.score_threshold = thr = float(score_threshold)
+        if not (0.0 <= thr <= 1.0):
+            raise InputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+        if not (0.0 <= float(nms_threshold) <= 1.0):
+            raise InputError(f"nms_threshold must be in [0, 1], got {nms_threshold!r}")
+        if not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise InputError(f"top_k must be a positive int, got {top_k!r}")
+        if max_faces is not None and (not isinstance(max_faces, (int, np.integer)) or max_faces < 1):
+            raise InputError(f"max_faces must be a positive int or None, got {max_faces!r}")
+        self.nms_threshold, self.top_k, self.max_faces = float(nms_threshold), int(top_k), max_faces
+        _missing(layout)
+        q = dict(quantization or {})
+        t2 = thr * thr
+        cells = [(hw[0] // s) * (hw[1] // s) for s in YUNET_STRIDES]
+        # kind -> ([(name, cells, channels, params or None)], per-cell (scale, zero) if raw, floor)
+        self._kinds: dict[str, tuple] = {}
+        for kind, ch in _KIND_CHANNELS.items():
+            parts, raw = [], True
+            for s, n in zip(YUNET_STRIDES, cells):
+                name = f"{kind}_{s}"
+                dtype, size = np.dtype(layout[name][0]), int(layout[name][1])
+                params = None
+                if name in q:
+                    if dtype.kind not in "iu":
+                        raise InputError(f"YuNet output {name} has dtype {dtype} but quantization parameters "
+                                         "were given")
+                    params = (float(q[name][0]), int(q[name][1]))
+                    raw = raw and dtype.itemsize == 1 and float(np.float32(params[0])) == params[0]
+                elif dtype.kind == "f":
+                    raw = False
+                else:
+                    raise InputError(
+                        f"YuNet output {name} has dtype {dtype}; dequantize int8 outputs to float first "
+                        "(or pass their scale/zero-point as quantization=)"
+                    )
+                if size != n * ch:
+                    raise InputError(
+                        f"YuNet output {name} has {size} values, expected [1, {n}, {ch}] for input "
+                        f"{hw} ((H/{s})*(W/{s}) = {n} cells); was the model built for another size?"
+                    )
+                parts.append((name, n, ch, params))
+            if raw:  # per cell: float32 scale, zero-point, and a raw floor below every value >= t2
+                per_cell = (np.concatenate([np.full((n, 1), p[0], np.float32) for _, n, _, p in parts]),
+                            np.concatenate([np.full((n, 1), p[1], np.float32) for _, n, _, p in parts]))
+                floor = np.concatenate([np.full(n, math.floor(p[1] + t2 / p[0]) - 1 if t2 > 0 else -math.inf)
+                                        for _, n, _, p in parts])
+            else:
+                per_cell, floor = None, (t2 * (1.0 - 1e-6) if t2 > 0 else -math.inf)
+            self._kinds[kind] = (parts, per_cell, floor)
+        self._priors = yunet_priors(hw)
 
-@functools.lru_cache(maxsize=64)
-def _cell_params(hw: tuple[int, int], kind: str, params: tuple[tuple[float, int], ...], t: float):
-    """Per cell: float32 scale and zero-point, and a raw-value floor below every
-    value whose real value is ``>= t`` (one step of margin for float rounding)."""
-    n = [(hw[0] // s) * (hw[1] // s) for s in YUNET_STRIDES]
-    scale = np.concatenate([np.full(k, sc, np.float32) for k, (sc, _) in zip(n, params)])[:, None]
-    zero = np.concatenate([np.full(k, zp, np.float32) for k, (_, zp) in zip(n, params)])[:, None]
-    floor = np.concatenate([np.full(k, math.floor(zp + t / sc) - 1 if t > 0 else -math.inf)
-                            for k, (sc, zp) in zip(n, params)])
-    for a in (scale, zero, floor):
-        a.setflags(write=False)
-    return scale, zero, floor
+    @classmethod
+    def for_model(cls, model: Any, input_hw: tuple[int, int], **thresholds) -> "YunetDecoder":
+        """The decoder of an :class:`edgelite.Model`'s outputs, run with ``dequantize=False``."""
+        outs = model.outputs
+        return cls(input_hw, {o.name: (o.dtype, int(np.prod(o.shape[1:]))) for o in outs},
+                   {o.name: (o.scale, o.zero_point) for o in outs if o.quantized}, **thresholds)
 
+    def _values(self, outputs: Mapping[str, Any], kind: str) -> np.ndarray:
+        parts = self._kinds[kind][0]
+        if self._kinds[kind][1] is not None:  # raw integers, dequantized later where needed
+            return np.concatenate([outputs[name].reshape(n, ch) for name, n, ch, _ in parts])
+        return np.concatenate([dequantize(np.asarray(outputs[name]).reshape(n, ch), *p) if p is not None
+                               else np.asarray(outputs[name]).reshape(n, ch).astype(np.float32, copy=False)
+                               for name, n, ch, p in parts])
 
-def _select(outputs, hw: tuple[int, int], thr: float, quantization):
-    """Cells scoring ``>= thr``: their indices over all priors, scores, bbox and kps rows.
-
-    ``score = sqrt(clip(cls) * clip(obj)) >= thr`` needs both ``cls`` and ``obj``
-    ``>= thr²`` (each is at most 1): only those cells are dequantized and scored,
-    with the arithmetic of :func:`edgelite.quant.dequantize`, so values and order
-    are those of dequantizing every output first.
-    """
-    _check_outputs(outputs)
-    t2 = thr * thr
-    vals, real = {}, {}
-    for kind in _KIND_CHANNELS:
-        v, raw = _kind(outputs, kind, hw, quantization)
-        vals[kind] = v
-        real[kind] = None
-        if raw:
-            params = tuple((float(quantization[f"{kind}_{s}"][0]), int(quantization[f"{kind}_{s}"][1]))
-                           for s in YUNET_STRIDES)
-            real[kind] = _cell_params(hw, kind, params, t2)
-
-    def floor(kind):
-        if real[kind] is not None:
-            return real[kind][2]
-        return t2 * (1.0 - 1e-6) if t2 > 0 else -math.inf
-
-    def values(kind, rows):
-        v = vals[kind][rows]
-        if real[kind] is None:
+    def _real(self, kind: str, vals: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        v = vals[rows]
+        per_cell = self._kinds[kind][1]
+        if per_cell is None:
             return v
-        scale, zero, _ = real[kind]
-        return (v.astype(np.float32) - zero[rows]) * scale[rows]
+        return (v.astype(np.float32) - per_cell[1][rows]) * per_cell[0][rows]
 
-    cand = np.flatnonzero((vals["cls"][:, 0] >= floor("cls")) & (vals["obj"][:, 0] >= floor("obj")))
-    sc = np.sqrt(np.clip(values("cls", cand)[:, 0], 0.0, 1.0) * np.clip(values("obj", cand)[:, 0], 0.0, 1.0))
-    ok = sc >= thr
-    sel = cand[ok]
-    return sel, sc[ok], values("bbox", sel), values("kps", sel)
+    def select(self, outputs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Cells scoring ``>= score_threshold``: indices over all priors, scores, bbox and kps rows."""
+        cls, obj = self._values(outputs, "cls"), self._values(outputs, "obj")
+        cand = np.flatnonzero((cls[:, 0] >= self._kinds["cls"][2]) & (obj[:, 0] >= self._kinds["obj"][2]))
+        sc = np.sqrt(np.clip(self._real("cls", cls, cand)[:, 0], 0.0, 1.0)
+                     * np.clip(self._real("obj", obj, cand)[:, 0], 0.0, 1.0))
+        ok = sc >= self.score_threshold
+        sel = cand[ok]
+        return (sel, sc[ok], self._real("bbox", self._values(outputs, "bbox"), sel),
+                self._real("kps", self._values(outputs, "kps"), sel))
+
+    def decode(self, outputs: Mapping[str, Any], plan: ResizePlan | None = None) -> DetectionResult:
+        """Faces of one image, best first; mapped to source pixels with ``plan``."""
+        hw = self.input_hw
+        if plan is not None:
+            if not isinstance(plan, ResizePlan):
+                raise InputError(f"plan must be a ResizePlan or None, got {type(plan).__name__}")
+            if plan.dst_hw != hw:
+                raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
+        sel, sc, bb, kp = self.select(outputs)
+        boxes, landmarks = _decode_rows(bb, kp, self._priors, sel)
+        b64 = boxes.astype(np.float64)
+        if not np.all(np.isfinite(b64)):
+            raise InputError("boxes contains NaN or infinity")
+        keep = greedy_nms(b64, sc.astype(np.float64), self.nms_threshold, self.top_k, self.max_faces)
+        boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
+        image_hw = hw
+        if plan is not None:
+            boxes, landmarks = plan.to_original(boxes, landmarks)
+            image_hw = plan.src_hw
+        faces = tuple(
+            Face(box=b, landmarks=l, score=min(1.0, float(s))) for b, l, s in zip(boxes, landmarks, sc)
+        )
+        return DetectionResult(faces=faces, image_hw=image_hw)
+
+
+def _arrays(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    _missing(outputs)
+    return {n: np.asarray(outputs[n]) for n in YUNET_OUTPUT_NAMES}
 
 
 def _decode_rows(bb: np.ndarray, kp: np.ndarray, priors, sel: np.ndarray):
@@ -228,9 +269,10 @@ def decode_yunet_raw(
         ``(boxes (N, 4), landmarks (N, 5, 2), scores (N,))`` ``float32`` in
         input pixels, N = all priors over the three strides.
     """
-    hw = _check_input_hw(input_hw)
-    sel, scores, bb, kp = _select(outputs, hw, 0.0, {})
-    boxes, landmarks = _decode_rows(bb, kp, yunet_priors(hw), sel)
+    arrays = _arrays(outputs)
+    dec = YunetDecoder(input_hw, {n: (a.dtype, a.size) for n, a in arrays.items()}, score_threshold=0.0)
+    sel, scores, bb, kp = dec.select(arrays)
+    boxes, landmarks = _decode_rows(bb, kp, dec._priors, sel)
     return boxes, landmarks, scores.astype(np.float32)
 
 
@@ -269,36 +311,11 @@ def decode_yunet(
     Returns:
         :class:`DetectionResult` sorted by descending score.
     """
-    hw = _check_input_hw(input_hw)
-    thr = float(score_threshold)
-    if not (0.0 <= thr <= 1.0):
-        raise InputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
-    if not (0.0 <= float(nms_threshold) <= 1.0):
-        raise InputError(f"nms_threshold must be in [0, 1], got {nms_threshold!r}")
-    if not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise InputError(f"top_k must be a positive int, got {top_k!r}")
-    if plan is not None:
-        if not isinstance(plan, ResizePlan):
-            raise InputError(f"plan must be a ResizePlan or None, got {type(plan).__name__}")
-        if plan.dst_hw != hw:
-            raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
-    sel, sc, bb, kp = _select(outputs, hw, thr, quantization or {})
-    boxes, landmarks = _decode_rows(bb, kp, yunet_priors(hw), sel)
-    if max_faces is not None and (not isinstance(max_faces, (int, np.integer)) or max_faces < 1):
-        raise InputError(f"max_faces must be a positive int or None, got {max_faces!r}")
-    b64 = boxes.astype(np.float64)
-    if not np.all(np.isfinite(b64)):
-        raise InputError("boxes contains NaN or infinity")
-    keep = greedy_nms(b64, sc.astype(np.float64), float(nms_threshold), int(top_k), max_faces)
-    boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
-    image_hw = hw
-    if plan is not None:
-        boxes, landmarks = plan.to_original(boxes, landmarks)
-        image_hw = plan.src_hw
-    faces = tuple(
-        Face(box=b, landmarks=l, score=min(1.0, float(s))) for b, l, s in zip(boxes, landmarks, sc)
-    )
-    return DetectionResult(faces=faces, image_hw=image_hw)
+    arrays = _arrays(outputs)
+    dec = YunetDecoder(input_hw, {n: (a.dtype, a.size) for n, a in arrays.items()}, quantization,
+                       score_threshold=score_threshold, nms_threshold=nms_threshold, top_k=top_k,
+                       max_faces=max_faces)
+    return dec.decode(arrays, plan)
 
 
 def yunet_spec(input_hw: tuple[int, int], resize: ResizeMode | str = ResizeMode.LETTERBOX) -> PreprocessSpec:
@@ -329,6 +346,7 @@ __all__ = [
     "yunet_priors",
     "decode_yunet_raw",
     "decode_yunet",
+    "YunetDecoder",
     "yunet_spec",
     "padded_input_hw",
 ]
