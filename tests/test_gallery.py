@@ -426,3 +426,19 @@ def test_sigkill_during_enrolment_loses_nothing_committed(tmp_path):
         f"committed, {unreported} committed-but-unreported (killed between COMMIT and print), 0 lost"
     )
     assert len(committed) >= rounds  # the child made progress in (nearly) every round
+
+
+def test_best_matches_equals_identify_top1(tmp_path):
+    """The per-frame call gives identify(top_k=1)'s answer as (name, score) tuples."""
+    rng = np.random.default_rng(11)
+    g = FaceGallery(tmp_path / "g.db", threshold=0.9)
+    assert g.best_matches(rng.normal(size=(2, 8)), model_id="m") == [(None, 0.0), (None, 0.0)]
+    people = {f"p{i}": rng.normal(size=(3, 8)) for i in range(5)}
+    for name, e in people.items():
+        g.enroll(name, e, model_id="m")
+    q = np.concatenate([people["p2"][:1] + 0.05 * rng.normal(size=(1, 8)), rng.normal(size=(6, 8))])
+    got = g.best_matches(q, model_id="m")
+    want = [(r[0].name, r[0].score) for r in g.identify(q, model_id="m", top_k=1)]
+    assert got == want and got[0][0] == "p2" and any(n is None for n, _ in got)
+    with pytest.raises(ModelMismatchError):
+        g.best_matches(q, model_id="other")

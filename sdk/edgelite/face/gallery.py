@@ -1016,6 +1016,31 @@ class FaceGallery:
         sims = q @ m.emb.T  # (N, T): one matmul for the whole gallery
         return m, np.maximum.reduceat(sims, m.starts, axis=1)  # (N, P): max per person
 
+    def best_matches(self, embeddings: Any, *, model_id: str,
+                     threshold: float | None = None) -> list[tuple[str | None, float]]:
+        """Per query, ``(name, score)`` of the best match, or ``(None, best score)`` when
+        nobody reaches the threshold — :meth:`identify` with ``top_k=1`` as plain tuples,
+        for a per-frame loop (one lock, one query). An empty gallery gives
+        ``(None, 0.0)``."""
+        q = _prepare_embeddings(embeddings, "query embeddings")
+        thr = self._resolve_threshold(threshold)
+        model_id = _validate_model_id(model_id)
+        with self._read("identify") as conn:
+            m = self._matrix()
+            if m.emb.shape[0] == 0:
+                if int(conn.execute("SELECT COUNT(*) FROM people").fetchone()[0]) == 0:
+                    return [(None, 0.0)] * q.shape[0]  # nobody enrolled (and no model bound check)
+            self._check_bound(m.model_id, m.dim, model_id, int(q.shape[1]), "identify")
+        if m.emb.shape[0] == 0:
+            return [(None, -1.0)] * q.shape[0]
+        scores = np.maximum.reduceat(q @ m.emb.T, m.starts, axis=1)  # (N, P): max per person
+        best = np.argmax(scores, axis=1)  # first of equal maxima, as identify's stable sort
+        out = []
+        for qi, j in enumerate(best):
+            s = float(scores[qi, j])
+            out.append((m.names[j], s) if s >= thr else (None, s))
+        return out
+
     def identify(
         self,
         embeddings: Any,

@@ -160,7 +160,11 @@ class FaceRecognizer(Task):
         self.tracker.reset()
 
     def _match(self, emb: np.ndarray) -> list[tuple[str | None, float]]:
-        if self.gallery is None or len(emb) == 0 or len(self.gallery) == 0:
+        if self.gallery is None or len(emb) == 0:
+            return [(None, 0.0)] * len(emb)
+        if hasattr(self.gallery, "best_matches"):
+            return self.gallery.best_matches(emb, model_id=self.embedder.model_id, threshold=self.options.threshold)
+        if len(self.gallery) == 0:
             return [(None, 0.0)] * len(emb)
         res = self.gallery.identify(emb, model_id=self.embedder.model_id, top_k=1,
                                     threshold=self.options.threshold)
