@@ -123,6 +123,24 @@ def test_mse_clips_a_heavy_tail_but_not_a_uniform_range():
     assert hi == pytest.approx(q, rel=0.01) and lo == pytest.approx(-q, rel=0.01)
 
 
+def test_minmax_through_the_calibrated_model_is_the_converters_own_model(outlier_model):
+    """The explicit calibrate-then-quantize path (taken for other ranges or a suggestion) with
+    min/max ranges gives the converter's own int8 model: same ops, same scales."""
+    from edgelite_convert import ConvertOptions, convert
+
+    kw = dict(calibration=_calib_with_rare_outlier(20), progress=False)
+    base = dict(min_calibration_samples=10, recommended_calibration_samples=10, holdout=0)
+    a = convert(outlier_model, options=ConvertOptions(**base), **kw)
+    # suggest_precision=None with a floor of 0 takes the explicit path and never searches
+    b = convert(outlier_model, options=ConvertOptions(**base, suggest_precision=None, suggest_below_cosine=0.0), **kw)
+    assert "precision_suggestion" in b.report and "skipped" in b.report["precision_suggestion"]
+    ga, gb = (edgelite.read_model_info(m.model).subgraphs[0] for m in (a, b))
+    assert [op.op_name for op in ga.operators] == [op.op_name for op in gb.operators]
+    qa = [(t.name, list(t.quantization.scales)) for t in ga.tensors if t.quantization and t.quantization.is_quantized]
+    qb = [(t.name, list(t.quantization.scales)) for t in gb.tensors if t.quantization and t.quantization.is_quantized]
+    assert qa == qb and qa
+
+
 def test_cli_flag_reaches_the_conversion(outlier_model, tmp_path, capsys):
     from edgelite.cli import main as cli_main
 
