@@ -220,8 +220,11 @@ def adjust_ranges(calibrated: bytes, samples: list[dict], method: str,
     summary: dict = {"method": method}
     if method == "minmax":
         return calibrated, summary
+    import time
+
     from tensorflow.lite.tools import flatbuffer_utils as fbu
 
+    t0 = time.perf_counter()
     model = fbu.convert_bytearray_to_object(bytearray(calibrated))
     tensors = _candidates(model)
     hists = collect_histograms(calibrated, samples, tensors)
@@ -236,7 +239,8 @@ def adjust_ranges(calibrated: bytes, samples: list[dict], method: str,
     r = np.array(ratios) if ratios else np.ones(1)
     summary.update({"tensors_adjusted": len(ratios), "samples": len(samples),
                     "range_ratio_median": round(float(np.median(r)), 4), "range_ratio_min": round(float(r.min()), 4),
-                    "tensors_clipped_below_90pct": int((r < 0.9).sum())})
+                    "tensors_clipped_below_90pct": int((r < 0.9).sum()),
+                    "seconds": round(time.perf_counter() - t0, 2)})
     if method == "percentile":
         summary["percentile"] = percentile
     return bytes(fbu.convert_object_to_bytearray(model)), summary
