@@ -184,6 +184,7 @@ def suggest_keep_float(calibrated: bytes, float_model: bytes, search: dict[str, 
             continue
         conversions += 1
         singles.append({"layers": t, "cosine": round(device_cosine(float_model, m, search), 6)})
+
     def better(cos, than):
         return (1.0 - cos) < (1.0 - MIN_GAIN) * (1.0 - than)
 
@@ -214,7 +215,8 @@ def suggest_keep_float(calibrated: bytes, float_model: bytes, search: dict[str, 
         "candidates_measured": len(singles), "extra_quantizations": conversions,
         "ranking": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows[:10]],
         "seconds": round(time.perf_counter() - t0, 2),
-        "cli": ("--keep-float " + " ".join(shlex.quote(c) for c in chosen)) if chosen else None,
+        # the whole option to pass: the layers already kept float (--keep-float) and the new ones
+        "cli": ("--keep-float " + " ".join(shlex.quote(c) for c in base_keep + chosen)) if chosen else None,
     }
     return summary, best_model
 
