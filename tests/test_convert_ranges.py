@@ -166,14 +166,15 @@ def test_bad_method_is_refused():
 
 
 def _sensitive_net():
-    """Three 1x1 convs; the middle one ("sensitive") has, per output channel, one weight 100x the
-    others on an input channel that carries almost nothing: per-channel int8 weights keep that one
+    """Three 1x1 convs; the middle one ("sensitive") has, per output channel, one weight 80x the
+    others' spread on an input channel that carries almost nothing: per-channel int8 weights keep that one
     weight and round the informative ones to 0 or +-1 steps. Keeping it float repairs the model."""
-    w1 = RNG.normal(0, 0.5, (1, 1, 3, 8)).astype(np.float32)
+    rng = np.random.default_rng(7)
+    w1 = rng.normal(0, 0.5, (1, 1, 3, 8)).astype(np.float32)
     w1[..., 0] *= 0.002                    # channel 0 of the first activation: ~0
-    w2 = RNG.normal(0, 0.05, (1, 1, 8, 8)).astype(np.float32)
-    w2[0, 0, 0, :] = 3.0                   # the outlier weight of every output channel
-    w3 = RNG.normal(0, 0.5, (1, 1, 8, 4)).astype(np.float32)
+    w2 = rng.normal(0, 0.05, (1, 1, 8, 8)).astype(np.float32)
+    w2[0, 0, 0, :] = 4.0                   # the outlier weight of every output channel
+    w3 = rng.normal(0, 0.5, (1, 1, 8, 4)).astype(np.float32)
     w1, w2, w3 = (tf.constant(w) for w in (w1, w2, w3))
 
     class Net(tf.Module):
@@ -189,14 +190,17 @@ def test_suggestion_names_the_sensitive_layer_and_keeping_it_float_raises_cosine
     from edgelite_convert import ConvertOptions, convert
 
     sm = _save(_sensitive_net(), tmp_path / "net")
-    calib = RNG.uniform(0, 1, (40, 12, 12, 3)).astype(np.float32)
-    held = RNG.uniform(0, 1, (10, 12, 12, 3)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    calib = rng.uniform(0, 1, (40, 12, 12, 3)).astype(np.float32)
+    held = rng.uniform(0, 1, (10, 12, 12, 3)).astype(np.float32)
     res = convert(sm, calibration=calib, validation=held, progress=False,
                   options=ConvertOptions(suggest_precision=True, min_calibration_samples=10,
                                          recommended_calibration_samples=10, allow_collapsed=True))
     s = res.report["precision_suggestion"]
     assert s["keep_float"] and any("sensitive" in t for t in s["keep_float"]), s
     assert len(s["keep_float"]) <= 3 and s["candidates_measured"] >= 1
-    assert s["validation_cosine_with_keep_float"] > s["validation_cosine_int8"] + 0.01, s
+    # int8 loses visibly; keeping the suggested layers float removes most of that error on held-out data
+    assert s["validation_cosine_int8"] < 0.995, s
+    assert 1 - s["validation_cosine_with_keep_float"] < 0.2 * (1 - s["validation_cosine_int8"]), s
     assert s["improves_held_out"] is True and s["latency"]["full_int8_p50_ms"] > 0
     assert s["cli"].startswith("--keep-float ")
