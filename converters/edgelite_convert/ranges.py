@@ -203,8 +203,11 @@ def collect_histograms(calibrated: bytes, samples: list[dict], tensors: dict) ->
     for sample in samples:
         feed(sample)
         interp.invoke()
-        for t, h in hists.items():
-            h.add(interp.get_tensor(t))
+        for t, h in list(hists.items()):
+            try:
+                h.add(interp.get_tensor(t))
+            except ValueError:  # a tensor the interpreter does not keep: its range stays min/max
+                del hists[t]
     return hists
 
 
