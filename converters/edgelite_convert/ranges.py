@@ -47,7 +47,7 @@ FIXED_RANGE_OPS = {"LOGISTIC", "TANH", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATI
 
 def calibrate_only(converter) -> bytes:
     """Run the converter's calibration only: a float model with min/max per activation tensor."""
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - TF's documented debugger hook
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - the hook TF's QuantizationDebugger uses
     try:
         return bytes(converter.convert())
     finally:
@@ -118,8 +118,8 @@ class _Hist:
             self.neg += np.bincount(np.minimum((n * k).astype(np.int64), self.bins - 1), minlength=self.bins)
 
 
-def _clip_cost(h: np.ndarray, edges: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Sum over values above each cut of (value - cut)^2 (values at bin centres), and their count."""
+def _clip_cost(h: np.ndarray, edges: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cut: the sum over values above it of (value - cut)^2 (values at bin centres), and their count."""
     c = (edges[:-1] + edges[1:]) / 2
     n = h.astype(np.float64)
     # suffix sums from bin j upwards of n, n*c, n*c^2
