@@ -33,8 +33,9 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8 activation ranges: the calibration min/max (default), the 99.99th percentile of "
                         "|x|, or the clip minimising the int8 error (mse); model inputs/outputs keep min/max")
     p.add_argument("--suggest-precision", dest="suggest_precision", action="store_true", default=None,
-                   help="search which layers to keep in float (a few extra quantizations) and report the "
-                        "suggestion, measured (default: only when the int8 held-out cosine is below 0.99)")
+                   help="search which layers to keep in float (re-quantizes the calibrated model with candidate "
+                        "layers float, at most ~60 s) and report the suggestion with its measured cosine and "
+                        "latency (default: only when the int8 held-out cosine is below 0.99)")
     p.add_argument("--no-suggest-precision", dest="suggest_precision", action="store_false")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="model input size: preprocessing of the calibration images, and the height/width of a "
