@@ -263,6 +263,14 @@ def phase_convert(job: Job, d: Path) -> dict:
     t0 = time.perf_counter()
     conv = _make_converter(tf, prep, job, calib)
     keep = list(job.keep_float)
+    explicit = job.mode == "int8" and (job.calibration_ranges != "minmax" or job.suggest_precision != "never")
+    if explicit:
+        # calibrate, then other activation ranges / a precision suggestion (edgelite_convert.precision)
+        from edgelite_convert.precision import convert_int8
+
+        out.update(convert_int8(job, d, lambda: _make_converter(tf, prep, job, calib), calib,
+                                (d / "float.tflite").read_bytes()))
+        keep = []  # model.tflite already keeps job.keep_float in float
     if (job.debug_layers or keep) and job.mode == "int8":
         names = [i["name"] for i in prep["inputs"]]
         n = min(len(calib[names[0]]), job.debug_samples)

@@ -29,6 +29,14 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
                    help="tensor names to keep in float (selective quantization)")
     p.add_argument("--debug-layers", action="store_true", help="per-layer error ranking (QuantizationDebugger)")
+    p.add_argument("--calibration-ranges", default="minmax", choices=["minmax", "percentile", "mse"],
+                   help="int8 activation ranges: the calibration min/max (default), the 99.99th percentile of "
+                        "|x|, or the clip minimising the int8 error (mse); model inputs/outputs keep min/max")
+    p.add_argument("--suggest-precision", dest="suggest_precision", action="store_true", default=None,
+                   help="search which layers to keep in float (re-quantizes the calibrated model with candidate "
+                        "layers float, at most ~60 s) and report the suggestion with its measured cosine and "
+                        "latency (default: only when the int8 held-out cosine is below 0.99)")
+    p.add_argument("--no-suggest-precision", dest="suggest_precision", action="store_false")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="model input size: preprocessing of the calibration images, and the height/width of a "
                         "single image input that the ONNX model leaves dynamic")
@@ -65,7 +73,8 @@ def run_convert(a) -> int:
                           debug_layers=a.debug_layers, min_calibration_samples=a.min_samples,
                           max_calibration_samples=a.max_samples, allow_collapsed=a.allow_collapsed,
                           min_cosine=a.min_cosine, min_snr_db=a.min_snr_db,
-                          onnxruntime_baseline=a.onnxruntime_baseline)
+                          onnxruntime_baseline=a.onnxruntime_baseline, calibration_ranges=a.calibration_ranges,
+                          suggest_precision=a.suggest_precision if a.mode == "int8" else False)
     res = convert(a.source, a.output, calibration=a.calibration, validation=a.validate, preprocess=spec,
                   options=opts, task=a.task, labels=labels, progress=not a.json,
                   input_shapes=parse_input_shapes(a.input_shape) or None)
@@ -133,6 +142,20 @@ def format_report(r: dict, path) -> str:
         c = r["keep_float_cost"]
         lines.append(f"kept in float: {', '.join(r['keep_float'])}: p50 {c['with_float_layers_p50_ms']:.3f} ms vs "
                      f"{c['full_int8_p50_ms']:.3f} ms fully int8 ({c['slowdown']}x, measured here)")
+    cr = r.get("calibration_ranges") or {}
+    if cr.get("method", "minmax") != "minmax":
+        lines.append(f"activation ranges: {cr['method']} ({cr.get('tensors_adjusted', 0)} tensors, median range "
+                     f"{cr.get('range_ratio_median', 1):.3f}x of min/max)")
+    ps = r.get("precision_suggestion")
+    if ps and ps.get("cli") and "validation_cosine_with_keep_float" in ps:
+        lat = ps.get("latency") or {}
+        verdict = "" if ps.get("improves_held_out", True) else " - no gain on the held-out samples, not worth it"
+        lines.append(f"precision suggestion: {ps['cli']}: held-out cosine {ps['validation_cosine_with_keep_float']:.4f}"
+                     f" vs {ps.get('validation_cosine_int8', float('nan')):.4f} int8, latency "
+                     f"{lat.get('slowdown', float('nan'))}x (measured here){verdict}")
+    elif ps and "keep_float" in ps and not ps["keep_float"]:
+        lines.append(f"precision suggestion: none (no layer kept float removed >= 10% of the int8 error; "
+                     f"{ps.get('candidates_measured', 0)} measured)")
     if r.get("layer_stats"):
         lines.append("worst layers (rmse/scale):")
         for s in r["layer_stats"][:8]:

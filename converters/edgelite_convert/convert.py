@@ -76,7 +76,12 @@ class ConvertOptions:
     * ``static_batch``: export Keras models with a batch of 1 (shape chains fold);
     * ``xnnpack_rewrites``: the int8 flatbuffer rewrites of :mod:`edgelite_convert.tflite_rewrite`;
     * ``allow_collapsed`` / ``min_cosine`` / ``min_snr_db``: the collapsed-int8 refusal;
-    * ``onnxruntime_baseline``: also report onnxruntime's static int8 (ONNX sources).
+    * ``onnxruntime_baseline``: also report onnxruntime's static int8 (ONNX sources);
+    * ``calibration_ranges``: activation ranges, ``"minmax"`` (the converter's own),
+      ``"percentile"`` or ``"mse"`` (clipped; see :mod:`edgelite_convert.ranges`);
+    * ``suggest_precision``: search which layers to keep in float and report the measured
+      suggestion (:mod:`edgelite_convert.precision`); ``None``: only when the int8 model's
+      held-out cosine is below ``suggest_below_cosine``.
     """
 
     mode: QuantMode = QuantMode.INT8
@@ -99,6 +104,9 @@ class ConvertOptions:
     allow_collapsed: bool = False
     min_cosine: float = 0.8
     min_snr_db: float = 5.0
+    calibration_ranges: str = "minmax"
+    suggest_precision: bool | None = False
+    suggest_below_cosine: float = 0.99
 
     def __post_init__(self):
         for name, kind in (("mode", QuantMode), ("input_type", IOType), ("output_type", IOType)):
@@ -110,6 +118,12 @@ class ConvertOptions:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         if self.keep_float and self.mode != QuantMode.INT8:
             raise InputError("keep_float applies to int8 mode only (--mode int8)")
+        from .ranges import METHODS
+
+        if self.calibration_ranges not in METHODS:
+            raise InputError(f"calibration_ranges {self.calibration_ranges!r} is not one of {list(METHODS)}")
+        if self.calibration_ranges != "minmax" and self.mode != QuantMode.INT8:
+            raise InputError("calibration_ranges other than 'minmax' apply to int8 mode only (--mode int8)")
         if self.max_calibration_samples < self.min_calibration_samples:
             raise InputError("max_calibration_samples must be >= min_calibration_samples")
         if self.holdout < 0:
@@ -350,7 +364,9 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                   output_type=opts.output_type.value, per_channel=opts.per_channel,
                   allow_float_fallback=opts.allow_float_fallback, prelu_rewrite=opts.prelu_rewrite,
                   static_batch=opts.static_batch, keep_float=opts.keep_float, debug_layers=opts.debug_layers,
-                  input_shapes=input_shapes)
+                  input_shapes=input_shapes, calibration_ranges=opts.calibration_ranges,
+                  suggest_precision={True: "always", False: "never", None: "auto"}[opts.suggest_precision]
+                  if opts.mode == QuantMode.INT8 else "never", suggest_below_cosine=opts.suggest_below_cosine)
         job.write(d)
         prep = _prepare_cached(job, src_hash, d, opts.timeout_s)
         (d / "prepare.json").write_text(json.dumps(prep))
@@ -361,8 +377,9 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             if calibration is None:
                 raise ConversionError(f"mode {opts.mode.value} needs calibration data (a folder of images, "
                                       ".npy/.npz, or an iterable); pass calibration=...")
+            extra = 0 if validation is not None else opts.holdout
             full = build_calibration_set(calibration, specs, preprocess=preprocess,
-                                         max_samples=opts.max_calibration_samples + (0 if validation else opts.holdout),
+                                         max_samples=opts.max_calibration_samples + extra,
                                          min_samples=opts.min_calibration_samples,
                                          min_recommended=opts.recommended_calibration_samples, progress=progress)
             if validation is None and opts.holdout:
@@ -373,16 +390,21 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         if validation is not None:
             held = build_calibration_set(validation, specs, preprocess=preprocess, max_samples=200,
                                          min_samples=1, min_recommended=1, progress=False, check_range=False)
+        if held is not None and job.suggest_precision == "auto":
+            held.save(d / "held.npz")
         conv = _run_phase("convert", d, opts.timeout_s)
         qbytes = (d / "model.tflite").read_bytes()
         fbytes = (d / "float.tflite").read_bytes()
         full_int8 = (d / "full_int8.tflite").read_bytes() if (d / "full_int8.tflite").exists() else None
+        suggested = (d / "suggested.tflite").read_bytes() if (d / "suggested.tflite").exists() else None
 
     int8_rewrites: list[str] = []
     if opts.mode == QuantMode.INT8 and opts.xnnpack_rewrites:
         from .tflite_rewrite import rewrite_for_xnnpack
 
         qbytes, int8_rewrites = rewrite_for_xnnpack(qbytes)
+        if suggested is not None:
+            suggested, _ = rewrite_for_xnnpack(suggested)
     if opts.xnnpack_rewrites:
         from .tflite_rewrite import split_large_concats
 
@@ -416,6 +438,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         keep_float=list(opts.keep_float) if opts.keep_float else None,
         keep_float_cost=(_keep_float_cost(full_int8, qbytes, num_threads)
                          if opts.keep_float and full_int8 is not None else None),
+        calibration_ranges=((conv.get("calibration_ranges") or {"method": opts.calibration_ranges})
+                            if opts.mode == QuantMode.INT8 else None),
     )
     if opts.mode == QuantMode.INT8 and not insp.fully_integer and not opts.allow_float_fallback:
         raise ConversionError(summarize_float_ops(qbytes, insp.float_ops))
@@ -424,6 +448,15 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         report = dataclasses.replace(report, validation=validation)
         if opts.needs_calibration:
             _refuse_collapsed(validation, opts, degenerate or [])
+    if "precision_suggestion" in conv:
+        suggestion = dict(conv["precision_suggestion"])
+        if suggested is not None and held is not None and held.count:
+            from .precision import measure_suggestion
+
+            suggestion.update(measure_suggestion(
+                validate_against(fbytes, suggested, held, num_threads=num_threads), report.validation,
+                _keep_float_cost(qbytes, suggested, num_threads)))
+        report = dataclasses.replace(report, precision_suggestion=suggestion)
     if kind == "onnx" and held is not None and held.count:
         report = dataclasses.replace(report, onnx_vs_float_tflite=_onnx_parity(
             path, fbytes, held, {**prep, "input_shapes": input_shapes}))

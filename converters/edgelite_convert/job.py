@@ -33,6 +33,10 @@ class Job:
         debug_layers: run TFLite's quantization debugger.
         debug_samples: calibration samples the debugger uses.
         input_shapes: static ONNX input shapes, by input name.
+        calibration_ranges: activation range method (:mod:`edgelite_convert.ranges`).
+        suggest_precision: ``"never"``, ``"always"``, or ``"auto"`` (when the int8 model's
+            cosine on ``held.npz`` is below ``suggest_below_cosine``): search which layers
+            to keep float (:mod:`edgelite_convert.precision`).
     """
 
     source_kind: str
@@ -48,6 +52,9 @@ class Job:
     debug_layers: bool = False
     debug_samples: int = 16
     input_shapes: dict | None = None
+    calibration_ranges: str = "minmax"
+    suggest_precision: str = "never"
+    suggest_below_cosine: float = 0.99
 
     def __post_init__(self):
         if self.source_kind not in ("keras", "saved_model", "onnx"):

@@ -53,6 +53,10 @@ class ConversionReport(Mapping):
         validation: int8 vs float on held-out samples, per output.
         onnx_vs_float_tflite: the ONNX importer's float parity with onnxruntime.
         onnxruntime_int8_baseline: onnxruntime's static int8 on the same data.
+        calibration_ranges: the int8 activation range method and what it changed
+            (:mod:`edgelite_convert.ranges`).
+        precision_suggestion: which layers to keep in float, measured
+            (:mod:`edgelite_convert.precision`).
         extra: anything a caller adds (e.g. the zoo's build figures).
     """
 
@@ -81,6 +85,8 @@ class ConversionReport(Mapping):
     validation: dict | None = None
     onnx_vs_float_tflite: dict | None = None
     onnxruntime_int8_baseline: dict | None = None
+    calibration_ranges: dict | None = None
+    precision_suggestion: dict | None = None
     extra: dict = dataclasses.field(default_factory=dict)
 
     # -- the mapping view (the JSON's keys) ------------------------------------------
