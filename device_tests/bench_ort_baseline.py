@@ -50,8 +50,8 @@ def _data(name: str):
         return f(crops), f(held)
     size = int(name.split("_")[1])
     spec = PreprocessSpec(size=(size, size), resize="letterbox", color="BGR", mean=0.0, std=1.0)
-    calib = np.concatenate([spec.normalize(s) for s in czoo.detector_calibration(size, n=140, seed=0)])
-    held = np.concatenate([spec.normalize(s) for s in czoo.detector_calibration(size, n=24, seed=7)])
+    calib = np.concatenate([spec.apply(s) for s in czoo.detector_calibration(size, n=140, seed=0)])
+    held = np.concatenate([spec.apply(s) for s in czoo.detector_calibration(size, n=24, seed=7)])
     return calib, held
 
 
