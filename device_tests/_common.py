@@ -397,3 +397,21 @@ def sustained_markdown(s: dict) -> str:
 def python_cmd() -> list[str]:
     """The interpreter running this script (for the per-configuration subprocesses)."""
     return [sys.executable]
+
+
+def models_with_feeds(models: dict, threads: int, warmup: int = 3) -> tuple[dict, dict]:
+    """``edgelite.Model`` per name (from bytes or a path) and a random raw input for each
+    (int8/uint8 in the full range, float normal), warmed up ``warmup`` times."""
+    import edgelite
+
+    rng = np.random.default_rng(0)
+    ms = {k: edgelite.Model(b, num_threads=threads) for k, b in models.items()}
+    feeds = {}
+    for k, m in ms.items():
+        s = m.inputs[0]
+        dt = np.dtype(s.dtype)
+        feeds[k] = (rng.integers(-128, 128, s.shape).astype(dt) if dt.kind in "iu"
+                    else rng.normal(0, 1, s.shape).astype(dt))
+        for _ in range(warmup):
+            m.run(feeds[k], quantize=False, dequantize=False)
+    return ms, feeds

@@ -94,18 +94,7 @@ def partitions(model_bytes: bytes, threads: int) -> tuple[int, list[str]]:
 
 
 def interleaved_p50(models: dict, threads: int, seconds: float) -> dict[str, float]:
-    import edgelite
-
-    rng = np.random.default_rng(0)
-    ms = {k: edgelite.Model(b, num_threads=threads) for k, b in models.items()}
-    feeds = {}
-    for k, m in ms.items():
-        s = m.inputs[0]
-        dt = np.dtype(s.dtype)
-        feeds[k] = (rng.integers(-128, 128, s.shape).astype(dt) if dt.kind in "iu"
-                    else rng.normal(0, 1, s.shape).astype(dt))
-        for _ in range(3):
-            m.run(feeds[k], quantize=False, dequantize=False)
+    ms, feeds = C.models_with_feeds(models, threads, warmup=3)
     times = {k: [] for k in ms}
     t_end = time.perf_counter() + seconds * len(ms)
     rounds = 0

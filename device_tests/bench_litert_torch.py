@@ -220,18 +220,9 @@ def cosines(model: bytes, x: np.ndarray, ref: np.ndarray) -> dict:
 
 def interleaved(models: dict[str, bytes], threads: int, rounds: int, iters: int) -> dict:
     """Median over rounds of each model's per-round median latency (ms), rotating the order."""
-    import edgelite
+    import _common as C
 
-    rng = np.random.default_rng(0)
-    ms = {k: edgelite.Model(b, num_threads=threads) for k, b in models.items()}
-    feeds = {}
-    for k, m in ms.items():
-        s = m.inputs[0]
-        dt = np.dtype(s.dtype)
-        feeds[k] = (rng.integers(-128, 128, s.shape).astype(dt) if dt.kind in "iu"
-                    else rng.normal(0, 1, s.shape).astype(dt))
-        for _ in range(5):
-            m.run(feeds[k], quantize=False, dequantize=False)
+    ms, feeds = C.models_with_feeds(models, threads, warmup=5)
     keys = list(ms)
     per = {k: [] for k in keys}
     for r in range(rounds):

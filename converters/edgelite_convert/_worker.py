@@ -287,19 +287,9 @@ def phase_convert(job: Job, d: Path) -> dict:
                                                          debug_options=opts)
         if job.debug_layers:
             dbg.run()
-            import csv
-            import io
-            buf = io.StringIO()
-            # The dump (not ``layer_statistics``, keyed by NumericVerify op names) carries
-            # the quantized model's tensor names, which is what denylisted_nodes takes.
-            dbg.layer_statistics_dump(buf)
-            stats = []
-            for row in csv.DictReader(io.StringIO(buf.getvalue())):
-                scale = float(row.get("scale") or 0)
-                rmse = float(np.sqrt(float(row.get("mean_squared_error") or 0.0)))
-                stats.append({"tensor": row.get("tensor_name"), "op": row.get("op_name"), "rmse": rmse,
-                              "scale": scale, "rmse_over_scale": rmse / scale if scale else None,
-                              "max_abs_error": float(row.get("max_abs_error") or 0.0)})
+            from edgelite_convert.precision import debugger_rows
+
+            stats = [{k: v for k, v in r.items() if k != "raw"} for r in debugger_rows(dbg)]
             stats.sort(key=lambda s: -(s["rmse_over_scale"] or 0))
             out["layer_stats"] = stats[:50]
         if keep:

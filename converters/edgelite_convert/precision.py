@@ -100,17 +100,29 @@ def layer_ranking(calibrated: bytes, samples: list[dict], per_channel: bool, kee
     dbg = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=bytes(dbg_model),
                                                     debug_dataset=data, debug_options=opts)
     dbg.run()
+    rows = [{"tensor": r["tensor"], "op": r["op"], "rel_error": float(r["raw"].get("rel_error") or 0.0),
+             "channel_rel_error": float(r["raw"].get("channel_rel_error") or 0.0),
+             "rmse_over_scale": r["rmse_over_scale"] or 0.0} for r in debugger_rows(dbg)]
+    rows.sort(key=lambda r: -r["channel_rel_error"])
+    return rows
+
+
+def debugger_rows(dbg) -> list[dict]:
+    """The rows of a run ``QuantizationDebugger``'s per-layer dump: tensor, op, rmse,
+    scale, rmse/scale, max |error|, and the raw CSV row (for custom metrics).
+
+    The dump (not ``layer_statistics``, keyed by NumericVerify op names) carries the
+    quantized model's tensor names, which is what ``denylisted_nodes`` takes.
+    """
     buf = io.StringIO()
     dbg.layer_statistics_dump(buf)
     rows = []
     for row in csv.DictReader(io.StringIO(buf.getvalue())):
         scale = float(row.get("scale") or 0)
         rmse = float(np.sqrt(float(row.get("mean_squared_error") or 0.0)))
-        rows.append({"tensor": row.get("tensor_name"), "op": row.get("op_name"),
-                     "rel_error": float(row.get("rel_error") or 0.0),
-                     "channel_rel_error": float(row.get("channel_rel_error") or 0.0),
-                     "rmse_over_scale": rmse / scale if scale else 0.0})
-    rows.sort(key=lambda r: -r["channel_rel_error"])
+        rows.append({"tensor": row.get("tensor_name"), "op": row.get("op_name"), "rmse": rmse, "scale": scale,
+                     "rmse_over_scale": rmse / scale if scale else None,
+                     "max_abs_error": float(row.get("max_abs_error") or 0.0), "raw": row})
     return rows
 
 
