@@ -61,8 +61,14 @@ def test_convert_keras_full_integer(keras_model, spec, tmp_path):
     r = json.loads(out.with_suffix(".report.json").read_text())
     assert r["fully_integer"] is True and r["float_ops"] == []
     assert "PRELU" not in r["op_histogram"]
-    assert any("prelu1" in s and "relu(-x)" in s for s in r["rewrites"])  # the ONNX path's form, not max(x, αx)
+    # the ONNX path's form (not max(x, αx)), with the same [1,1,W,C] per-channel constant
+    assert any("prelu1" in s and "relu(-x)" in s and "[1,1,W,C]" in s for s in r["rewrites"]), r["rewrites"]
     assert "MAXIMUM" not in r["op_histogram"]
+    from edgelite import read_model_info
+    sg = read_model_info(out.read_bytes()).subgraphs[0]
+    const_shapes = [tuple(sg.tensors[i].shape) for op in sg.operators if op.op_name == "MUL"
+                    for i in op.inputs if i >= 0 and sg.tensors[i].is_constant]
+    assert (1, 48, 8) in const_shapes or (1, 1, 48, 8) in const_shapes, const_shapes
     v = r["validation"]["outputs"]
     (o,) = v.values()
     assert o["cosine_mean"] > 0.98 and o["top1_agreement"] >= 0.8
