@@ -367,7 +367,7 @@ def test_prelu_constant_tiled_along_width_gives_bit_identical_int8(monkeypatch):
 
     from edgelite_convert import onnx_ops, prelu
 
-    c, hw = 8, 12
+    c, hw = 8, 48  # 48x48 = 2304 pixels >= prelu.MIN_PIXELS
     rng = np.random.default_rng(1)
     inits = {"w1": rng.uniform(-0.5, 0.5, (c, 3, 3, 3)).astype(np.float32), "b1": np.zeros(c, np.float32),
              "a1": np.linspace(-0.6, 0.9, c).astype(np.float32).reshape(c, 1, 1),
@@ -417,13 +417,13 @@ def test_prelu_constant_tiled_along_width_gives_bit_identical_int8(monkeypatch):
 def test_prelu_per_channel_constant_tiling_rules():
     from edgelite_convert.prelu import MAX_TILED, per_channel_constant
 
-    x = np.zeros((1, 5, 7, 8), np.float32)
+    x = np.zeros((1, 64, 56, 8), np.float32)
     k, tiled = per_channel_constant(np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8), x)
-    assert tiled and k.shape == (1, 1, 7, 8) and np.array_equal(k[0, 0, 3], np.arange(8))
+    assert tiled and k.shape == (1, 1, 56, 8) and np.array_equal(k[0, 0, 3], np.arange(8))
     k, tiled = per_channel_constant(np.arange(8, dtype=np.float32).reshape(1, 8), x)  # Keras (1, C) slope
-    assert tiled and k.shape == (7, 8)
-    for c in (np.ones((1, 1, 7, 1), np.float32),   # varies along W, not C: left alone
-              np.ones((1, 5, 1, 8), np.float32),   # varies along H
+    assert tiled and k.shape == (56, 8)
+    for c in (np.ones((1, 1, 56, 1), np.float32),   # varies along W, not C: left alone
+              np.ones((1, 64, 1, 8), np.float32),   # varies along H
               np.float32(2.0)):
         k, tiled = per_channel_constant(c, x)
         assert k is c and not tiled
@@ -434,6 +434,8 @@ def test_prelu_per_channel_constant_tiling_rules():
     assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), Dyn())[1]
     wide = np.zeros((1, 1, MAX_TILED // 8 + 1, 8), np.float32)
     assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), wide)[1]
+    small = np.zeros((1, 28, 28, 8), np.float32)  # 784 pixels < MIN_PIXELS: the gain is not worth the bytes
+    assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), small)[1]
 
 
 # ----------------------------------------------------------------------------

@@ -19,9 +19,10 @@ same values, so the same int8 quantization and bit-identical outputs, but XNNPAC
 broadcasting multiply then runs one kernel call per row of ``W·C`` elements
 instead of one per pixel of ``C`` elements. Measured on SFace's 27 layer shapes
 (one op cut out, 1 thread, CPU time) that call overhead made the multiply 1.2-1.4x
-slower at 112x112 and 56x56; the whole int8 SFace gets ~4 % faster
-(``device_tests/bench_prelu.py``). Tiling is skipped when the width is not static
-or the row would exceed :data:`MAX_TILED` elements.
+slower at 112x112 and 56x56, and little below (:data:`MIN_PIXELS`); the whole int8
+SFace gets a few percent faster (``device_tests/bench_prelu.py``, ``docs/benchmarks.md``).
+Tiling is skipped for small or dynamic shapes and rows over :data:`MAX_TILED`
+elements.
 
 What a ``PReLU`` layer still costs after this is measured in ``docs/benchmarks.md``
 ("SFace int8, per op"): per-channel slopes need *some* per-channel op over the full
@@ -48,26 +49,34 @@ import numpy as np
 #: Largest tiled constant (elements) :func:`per_channel_constant` makes; beyond it the
 #: constant stays ``[.., 1, C]`` (rows that long gain nothing and the model grows).
 MAX_TILED = 1 << 16
+#: Tile only tensors with at least this many pixels (rows of ``C``). Measured on SFace's
+#: shapes (one op, 1 thread, CPU time): the tiled multiply takes 0.73-0.83x the time at
+#: 112x112, 0.82-0.92x at 56x56, but only 0.91-0.96x at 28x28 and ~0.98x below, where
+#: the 7 KB a tiled constant adds per layer is not worth it (int8 SFace must stay
+#: under 10 MB; tiling all 27 layers added 160 KB, these 6 add 32 KB).
+MIN_PIXELS = 2048
 
 
 def per_channel_constant(c: Any, x: Any, tile: bool = True) -> tuple[Any, bool]:
     """``c`` (broadcastable to ``x``) repeated along ``x``'s second-to-last axis when that helps.
 
     A constant that varies along the last (channel) axis only, e.g. ``[1, 1, 1, C]``
-    against an NHWC ``x``, becomes ``[1, 1, W, C]``: the same products, with the
-    broadcast over one row of ``W·C`` elements instead of ``C``. Anything else (a
-    scalar, a constant that varies along another axis, a dynamic or too large width)
-    is returned unchanged.
+    against an NHWC ``x`` of at least :data:`MIN_PIXELS` pixels, becomes ``[1, 1, W, C]``:
+    the same products, with the broadcast over one row of ``W·C`` elements instead of
+    ``C``. Anything else (a scalar, a constant that varies along another axis, a dynamic
+    shape, a small tensor, a row over :data:`MAX_TILED`) is returned unchanged.
 
     Returns:
         ``(constant, tiled)``.
     """
     a = np.asarray(c)
     shape = tuple(getattr(x, "shape", ()))
-    if not tile or a.ndim < 2 or len(shape) < 2 or a.ndim > len(shape):
+    if not tile or a.ndim < 2 or len(shape) < 3 or a.ndim > len(shape):
+        return c, False
+    if not all(isinstance(d, (int, np.integer)) for d in shape[1:]):
         return c, False
     w, ch = shape[-2], shape[-1]
-    if not isinstance(w, (int, np.integer)) or not isinstance(ch, (int, np.integer)) or w <= 1:
+    if w <= 1 or int(np.prod(shape[1:-1])) < MIN_PIXELS:
         return c, False
     # only a per-channel constant: every axis but the last is 1
     if a.shape[-1] != ch or ch <= 1 or any(d != 1 for d in a.shape[:-1]) or w * ch > MAX_TILED:
