@@ -367,7 +367,7 @@ def test_prelu_constant_tiled_along_width_gives_bit_identical_int8(monkeypatch):
 
     from edgelite_convert import onnx_ops, prelu
 
-    c, hw = 8, 48  # 48x48 = 2304 pixels >= prelu.MIN_PIXELS
+    c, hw = 8, 64  # 64x64 = 4096 pixels >= prelu.MIN_PIXELS
     rng = np.random.default_rng(1)
     inits = {"w1": rng.uniform(-0.5, 0.5, (c, 3, 3, 3)).astype(np.float32), "b1": np.zeros(c, np.float32),
              "a1": np.linspace(-0.6, 0.9, c).astype(np.float32).reshape(c, 1, 1),
@@ -434,7 +434,7 @@ def test_prelu_per_channel_constant_tiling_rules():
     assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), Dyn())[1]
     wide = np.zeros((1, 1, MAX_TILED // 8 + 1, 8), np.float32)
     assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), wide)[1]
-    small = np.zeros((1, 28, 28, 8), np.float32)  # 784 pixels < MIN_PIXELS: the gain is not worth the bytes
+    small = np.zeros((1, 56, 56, 8), np.float32)  # 3136 pixels < MIN_PIXELS: the gain is not worth the bytes
     assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), small)[1]
 
 

@@ -19,7 +19,7 @@ same values, so the same int8 quantization and bit-identical outputs, but XNNPAC
 broadcasting multiply then runs one kernel call per row of ``W·C`` elements
 instead of one per pixel of ``C`` elements. Measured on SFace's 27 layer shapes
 (one op cut out, 1 thread, CPU time) that call overhead made the multiply 1.2-1.4x
-slower at 112x112 and 56x56, and little below (:data:`MIN_PIXELS`); the whole int8
+slower at 112x112, 1.1-1.2x at 56x56 and little below (:data:`MIN_PIXELS`); the whole int8
 SFace gets a few percent faster (``device_tests/bench_prelu.py``, ``docs/benchmarks.md``).
 Tiling is skipped for small or dynamic shapes and rows over :data:`MAX_TILED`
 elements.
@@ -51,10 +51,11 @@ import numpy as np
 MAX_TILED = 1 << 16
 #: Tile only tensors with at least this many pixels (rows of ``C``). Measured on SFace's
 #: shapes (one op, 1 thread, CPU time): the tiled multiply takes 0.73-0.83x the time at
-#: 112x112, 0.82-0.92x at 56x56, but only 0.91-0.96x at 28x28 and ~0.98x below, where
-#: the 7 KB a tiled constant adds per layer is not worth it (int8 SFace must stay
-#: under 10 MB; tiling all 27 layers added 160 KB, these 6 add 32 KB).
-MIN_PIXELS = 2048
+#: 112x112 (0.03 ms saved per layer), 0.82-0.92x at 56x56 (0.01 ms), 0.91-0.96x at
+#: 28x28 and ~0.98x below. Each tiled layer adds W·C bytes to the model, and int8 SFace
+#: must stay under 10 MB: all 27 layers added 160 KB, the 7 layers of >= 56x56 39 KB
+#: (10.0009 MB), its 3 layers at 112x112 14 KB.
+MIN_PIXELS = 4096
 
 
 def per_channel_constant(c: Any, x: Any, tile: bool = True) -> tuple[Any, bool]:
