@@ -32,7 +32,7 @@ counted).
 Needs the ``convert`` extra (TensorFlow, onnx) plus ai-edge-litert::
 
     python device_tests/bench_prelu.py [--onnx face_recognition_sface_2021dec.onnx]
-        [--threads 2] [--runs 50] [--repeats 7] [--clock wall|thread]
+        [--threads 2] [--runs 50] [--repeats 7] [--clock wall|thread] [--per-shape]
 
 Writes ``results/<device-id>/prelu_<model>_t<threads>_<clock>.{json,md}``.
 """
@@ -189,6 +189,50 @@ def op_counts(content: bytes) -> dict[str, int]:
 
 BEFORE, CHOSEN = "int8 rewrite, [1,1,1,C] const", "int8 rewrite (chosen)"
 
+#: (H=W, C) of SFace's PReLU activations, largest first.
+SFACE_SHAPES = [(112, 32), (112, 64), (56, 64), (56, 128), (28, 128), (28, 256), (14, 256), (14, 512), (7, 512),
+                (7, 1024)]
+
+
+def _one_op(fn, s: int, c: int, rng) -> bytes:
+    spec = tf.TensorSpec((1, s, s, c), tf.float32)
+    cf = tf.function(fn, input_signature=[spec], autograph=False).get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([cf])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.normal(0, 1, (1, s, s, c)).astype(np.float32)] for _ in range(4))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def per_shape(threads: int, runs: int, repeats: int, clock) -> list[dict]:
+    """The per-channel multiply alone, per SFace shape: how each int8 op form costs (one-op models)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for s, c in SFACE_SHAPES:
+        k = rng.uniform(-1.8, 0, c).astype(np.float32)
+        forms = {
+            "MUL [1,1,1,C]": lambda x: tf.nn.relu(x * k.reshape(1, 1, 1, c)),
+            "MUL [1,1,W,C]": lambda x: tf.nn.relu(x * np.tile(k.reshape(1, 1, 1, c), (1, 1, s, 1))),
+            "DEPTHWISE 1x1": lambda x: tf.nn.relu(tf.nn.depthwise_conv2d(x, k.reshape(1, 1, c, 1), [1] * 4, "VALID")),
+            "MUL by scalar": lambda x: tf.nn.relu(x * np.float32(-1.0)),
+        }
+        x = rng.uniform(-3, 3, (1, s, s, c)).astype(np.float32)
+        runners = {name: _Runner(_one_op(fn, s, c, rng), x, threads) for name, fn in forms.items()}
+        ts: dict[str, list[float]] = {n: [] for n in runners}
+        for _ in range(repeats):
+            for n, r in runners.items():
+                ts[n].append(r.median_ms(runs, clock))
+        base = np.array(ts["MUL [1,1,1,C]"])
+        row = {"shape": f"{s}x{s}x{c}"}
+        for n, v in ts.items():
+            row[n] = {"ms": float(np.median(v)), "ratio": float(np.median(np.array(v) / base))}
+        rows.append(row)
+        print(f"{row['shape']:>11s}: " + "  ".join(f"{n} {row[n]['ms']:.4f} ms (x{row[n]['ratio']:.2f})"
+                                                 for n in forms), flush=True)
+    return rows
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -199,6 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", type=int, default=16, help="random calibration samples")
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
                     help="wall time, or CPU time of the invoking thread (use with --threads 1)")
+    ap.add_argument("--per-shape", action="store_true",
+                    help="also time the per-channel multiply alone at each SFace shape, per op form")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--device-id", default=None)
     args = ap.parse_args(argv)
@@ -248,16 +294,25 @@ def main(argv=None) -> int:
         rows[name].update(ms=float(np.median(ts)), ratio_to_before=float(np.median(np.array(ts) / before)))
         print(f"  {name:30s} {rows[name]['ms']:8.3f} ms   x{rows[name]['ratio_to_before']:.3f} vs before")
 
+    shapes_rows = per_shape(args.threads, args.runs, args.repeats, clock) if args.per_shape else []
+
     sysrec = C.system_record()
     sysrec["device_id"] = args.device_id or C.device_id()
     rep = {"schema": C.SCHEMA, "kind": "prelu_forms", "system": sysrec, "model": label, "threads": args.threads,
-           "clock": args.clock, "repeats": args.repeats, "runs": args.runs, "variants": rows}
+           "clock": args.clock, "repeats": args.repeats, "runs": args.runs, "variants": rows,
+           "per_shape": shapes_rows}
     out = C.results_dir(args.results_dir, args.device_id)
     stem = f"prelu_{label}_t{args.threads}_{args.clock}"
     C.write_json(out / f"{stem}.json", rep)
     table = C.md_table(["variant", "ms (median)", "vs before (median of per-round ratios)", "max abs diff / max abs of chosen",
                         "ops"], [[k, r["ms"], r["ratio_to_before"], r["max_rel_diff_vs_chosen"],
                                   ", ".join(f"{o} {n}" for o, n in r["ops"].items())] for k, r in rows.items()])
+    if shapes_rows:
+        names = [k for k in shapes_rows[0] if k != "shape"]
+        table += ("\n\nThe per-channel multiply (fused RELU) alone, one-op int8 models, ms (ratio to "
+                  "`MUL [1,1,1,C]`, median of per-round ratios):\n\n"
+                  + C.md_table(["shape"] + names, [[r["shape"]] + [f"{r[n]['ms']:.4f} (x{r[n]['ratio']:.2f})"
+                                                                   for n in names] for r in shapes_rows]))
     (out / f"{stem}.md").write_text(
         f"# int8 PReLU forms: {label}, {args.threads} thread(s), {args.clock} clock\n\n" + C.system_markdown(sysrec)
         + f"\n\n{args.repeats} interleaved rounds x {args.runs} invokes; random calibration ({args.calib} "
