@@ -417,12 +417,12 @@ def test_prelu_constant_tiled_along_width_gives_bit_identical_int8(monkeypatch):
 def test_prelu_per_channel_constant_tiling_rules():
     from edgelite_convert.prelu import MAX_TILED, per_channel_constant
 
-    x = np.zeros((1, 64, 56, 8), np.float32)
+    x = np.zeros((1, 64, 80, 8), np.float32)  # 5120 pixels >= MIN_PIXELS
     k, tiled = per_channel_constant(np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8), x)
-    assert tiled and k.shape == (1, 1, 56, 8) and np.array_equal(k[0, 0, 3], np.arange(8))
+    assert tiled and k.shape == (1, 1, 80, 8) and np.array_equal(k[0, 0, 3], np.arange(8))
     k, tiled = per_channel_constant(np.arange(8, dtype=np.float32).reshape(1, 8), x)  # Keras (1, C) slope
-    assert tiled and k.shape == (56, 8)
-    for c in (np.ones((1, 1, 56, 1), np.float32),   # varies along W, not C: left alone
+    assert tiled and k.shape == (80, 8)
+    for c in (np.ones((1, 1, 80, 1), np.float32),   # varies along W, not C: left alone
               np.ones((1, 64, 1, 8), np.float32),   # varies along H
               np.float32(2.0)):
         k, tiled = per_channel_constant(c, x)
