@@ -18,9 +18,10 @@ The per-channel constant of the ``MUL`` is stored repeated along the width,
 same values, so the same int8 quantization and bit-identical outputs, but XNNPACK's
 broadcasting multiply then runs one kernel call per row of ``W·C`` elements
 instead of one per pixel of ``C`` elements. Measured on SFace's 27 layer shapes
-(one op cut out, 1 thread, CPU time) that call overhead made the multiply 1.2-1.4x
-slower at 112x112, 1.1-1.2x at 56x56 and little below (:data:`MIN_PIXELS`); the whole int8
-SFace gets a few percent faster (``device_tests/bench_prelu.py``, ``docs/benchmarks.md``).
+(one-op models, 1 thread, CPU time) that call overhead made the multiply 1.2-1.4x
+slower at 112x112, 1.1-1.3x at 56x56 and little below (:data:`MIN_PIXELS`). Whole int8
+SFace: 0.986-0.987x the time at 1 thread (``device_tests/bench_prelu.py``,
+``docs/benchmarks.md``) - a small gain; the rest of a PReLU's cost is not overhead.
 Tiling is skipped for small or dynamic shapes and rows over :data:`MAX_TILED`
 elements.
 
@@ -29,9 +30,9 @@ What a ``PReLU`` layer still costs after this is measured in ``docs/benchmarks.m
 activation (scalar ops plus folding scales into the neighbouring convolutions can
 only give the slopes α or 1/α of one scalar), and XNNPACK's per-channel int8 ops
 (``MUL`` by a tensor, a 1x1 ``DEPTHWISE_CONV_2D``) cost about twice a scalar one.
-A 1x1 depthwise conv instead of the ``MUL`` was measured too: no faster than the
-tiled ``MUL`` at any SFace shape (cosine 0.9846 vs 0.9841 on held-out crops), so it
-is not used.
+A 1x1 depthwise conv instead of the ``MUL`` was measured too: 0.78-1.07x the
+untiled ``MUL`` per shape, 0.999x on the whole model (cosine 0.9846 vs 0.9841 on
+held-out crops), so it is not used.
 
 ``max(x, α·x)`` — what the Keras path used before — is exact in float but wrong in
 int8: ``MAXIMUM`` forces its operands and result to share one scale, the quantizer
@@ -50,9 +51,9 @@ import numpy as np
 #: constant stays ``[.., 1, C]`` (rows that long gain nothing and the model grows).
 MAX_TILED = 1 << 16
 #: Tile only tensors with at least this many pixels (rows of ``C``). Measured on SFace's
-#: shapes (one op, 1 thread, CPU time): the tiled multiply takes 0.73-0.83x the time at
-#: 112x112 (0.03 ms saved per layer), 0.82-0.92x at 56x56 (0.01 ms), 0.91-0.96x at
-#: 28x28 and ~0.98x below. Each tiled layer adds W·C bytes to the model, and int8 SFace
+#: shapes (one-op models, 1 thread, CPU time, ``bench_prelu.py --per-shape``): the tiled
+#: multiply takes 0.72-0.82x the time at 112x112 (0.03-0.04 ms saved per layer),
+#: 0.79-0.90x at 56x56 (0.01-0.02 ms), 0.92-0.96x at 28x28 and 0.95-0.99x below. Each tiled layer adds W·C bytes to the model, and int8 SFace
 #: must stay under 10 MB: all 27 layers added 160 KB, the 7 layers of >= 56x56 39 KB
 #: (10.0009 MB), its 3 layers at 112x112 14 KB.
 MIN_PIXELS = 4096
