@@ -20,8 +20,9 @@ broadcasting multiply then runs one kernel call per row of ``W·C`` elements
 instead of one per pixel of ``C`` elements. Measured on SFace's 27 layer shapes
 (one-op models, 1 thread, CPU time) that call overhead made the multiply 1.2-1.4x
 slower at 112x112, 1.1-1.3x at 56x56 and little below (:data:`MIN_PIXELS`). Whole int8
-SFace: 0.986-0.987x the time at 1 thread (``device_tests/bench_prelu.py``,
-``docs/benchmarks.md``) - a small gain; the rest of a PReLU's cost is not overhead.
+SFace: 0.972-0.973x the time at 2 threads (3.20-3.23 vs 3.31-3.33 ms), 0.986-0.990x at 1
+thread (``device_tests/bench_prelu.py``, ``docs/benchmarks.md``) - a small gain; the rest
+of a PReLU's cost is not call overhead.
 Tiling is skipped for small or dynamic shapes and rows over :data:`MAX_TILED`
 elements.
 
