@@ -14,6 +14,7 @@ Usage::
 
     python device_tests/profile_ops.py                   # zoo sface-int8, 2 threads
     python device_tests/profile_ops.py model.tflite --threads 1 --top 15
+    python device_tests/profile_ops.py --threads 1 --clock thread   # CPU time: steadier on a shared VM
 
 Writes ``results/<device-id>/profile_<model>.{json,md}``.
 """
@@ -72,7 +73,7 @@ def cut_op(model_bytes: bytes, index: int) -> bytes:
     return bytes(b.Output())
 
 
-def _time(model_bytes: bytes, threads: int, runs: int) -> float:
+def _time(model_bytes: bytes, threads: int, runs: int, clock=time.perf_counter) -> float:
     import edgelite
 
     m = edgelite.Model(model_bytes, num_threads=threads)
@@ -89,9 +90,9 @@ def _time(model_bytes: bytes, threads: int, runs: int) -> float:
         itp.invoke()
     ts = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = clock()
         itp.invoke()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return float(np.median(ts) * 1e3)
 
 
@@ -112,29 +113,30 @@ def _role(info, sg, op) -> str:
     return name
 
 
-def profile(model_bytes: bytes, threads: int, runs: int) -> dict:
+def profile(model_bytes: bytes, threads: int, runs: int, clock: str = "wall") -> dict:
     from edgelite._tflite import read_model_info
 
+    clk = time.thread_time if clock == "thread" else time.perf_counter
     info = read_model_info(model_bytes)
     sg = info.subgraphs[0]
     rows = []
     for op in sg.operators:
         try:
-            ms = _time(cut_op(model_bytes, op.index), threads, runs)
+            ms = _time(cut_op(model_bytes, op.index), threads, runs, clk)
         except Exception as e:  # noqa: BLE001 - an op that cannot run alone is reported, not fatal
             rows.append({"index": op.index, "op": op.op_name, "role": _role(info, sg, op), "error": str(e)[:200]})
             continue
         out = sg.tensors[op.outputs[0]]
         rows.append({"index": op.index, "op": op.op_name, "role": _role(info, sg, op), "ms": round(ms, 4),
                      "output": out.name, "output_shape": list(out.shape)})
-    whole = _time(model_bytes, threads, runs)
+    whole = _time(model_bytes, threads, runs, clk)
     ok = [r for r in rows if "ms" in r]
     total = sum(r["ms"] for r in ok)
     by_role: dict[str, list] = defaultdict(lambda: [0, 0.0])
     for r in ok:
         by_role[r["role"]][0] += 1
         by_role[r["role"]][1] += r["ms"]
-    return {"threads": threads, "whole_model_ms": round(whole, 4), "sum_of_ops_ms": round(total, 4),
+    return {"threads": threads, "clock": clock, "whole_model_ms": round(whole, 4), "sum_of_ops_ms": round(total, 4),
             "ops": rows, "by_role": {k: {"count": v[0], "ms": round(v[1], 4), "share": round(v[1] / total, 4)}
                                      for k, v in sorted(by_role.items(), key=lambda kv: -kv[1][1])}}
 
@@ -143,7 +145,8 @@ def to_markdown(label: str, rep: dict, sysrec: dict, top: int) -> str:
     rows = [[k, v["count"], f"{v['ms']:.3f}", f"{100 * v['share']:.1f} %"] for k, v in rep["by_role"].items()]
     ops = sorted([r for r in rep["ops"] if "ms" in r], key=lambda r: -r["ms"])[:top]
     rows2 = [[r["index"], r["role"], "x".join(map(str, r["output_shape"])), f"{r['ms']:.3f}"] for r in ops]
-    return (f"# Per-op profile: {label}, {rep['threads']} thread(s)\n\n" + C.system_markdown(sysrec) + "\n\n"
+    clock = "" if rep.get("clock", "wall") == "wall" else ", CPU time of the invoking thread"
+    return (f"# Per-op profile: {label}, {rep['threads']} thread(s){clock}\n\n" + C.system_markdown(sysrec) + "\n\n"
             f"Whole model {rep['whole_model_ms']:.3f} ms; sum of the ops timed one by one "
             f"{rep['sum_of_ops_ms']:.3f} ms.\n\n" + C.md_table(["op (role)", "count", "ms", "share"], rows)
             + f"\n\nTop {top} ops:\n\n" + C.md_table(["#", "op", "output", "ms"], rows2) + "\n")
@@ -155,6 +158,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                    help="wall time, or CPU time of the invoking thread: far less noisy on a shared machine, "
+                         "meaningful with --threads 1 only")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--device-id", default=None)
     args = ap.parse_args(argv)
@@ -167,8 +173,8 @@ def main(argv=None) -> int:
     if not path.is_file():
         print(f"no model {path}: build the zoo (edgelite models build) or name a .tflite", file=sys.stderr)
         return 2
-    rep = profile(path.read_bytes(), args.threads, args.runs)
-    label = path.stem
+    rep = profile(path.read_bytes(), args.threads, args.runs, args.clock)
+    label = path.stem + ("" if args.clock == "wall" else f"_t{args.threads}_cpu")
     sysrec = C.system_record([{"label": label, "name": label, "precision": "", "path": str(path)}])
     out = C.results_dir(args.results_dir, args.device_id)
     C.write_json(out / f"profile_{label}.json", {"schema": C.SCHEMA, "kind": "profile", "system": sysrec,

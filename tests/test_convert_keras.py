@@ -22,7 +22,7 @@ def keras_model(tmp_path_factory):
     import keras
 
     keras.utils.set_random_seed(0)
-    inp = keras.Input((48, 48, 3), name="image")
+    inp = keras.Input((64, 64, 3), name="image")  # 64x64: the PReLU constant is tiled (>= prelu.MIN_PIXELS)
     x = keras.layers.Conv2D(8, 3, padding="same")(inp)
     x = keras.layers.PReLU(shared_axes=[1, 2], name="prelu1")(x)
     x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
@@ -46,7 +46,7 @@ def keras_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spec():
-    return PreprocessSpec(size=(48, 48), resize="stretch", color="RGB", mean=0.0, std=255.0)
+    return PreprocessSpec(size=(64, 64), resize="stretch", color="RGB", mean=0.0, std=255.0)
 
 
 def test_convert_keras_full_integer(keras_model, spec, tmp_path):
@@ -61,8 +61,14 @@ def test_convert_keras_full_integer(keras_model, spec, tmp_path):
     r = json.loads(out.with_suffix(".report.json").read_text())
     assert r["fully_integer"] is True and r["float_ops"] == []
     assert "PRELU" not in r["op_histogram"]
-    assert any("prelu1" in s and "relu(-x)" in s for s in r["rewrites"])  # the ONNX path's form, not max(x, αx)
+    # the ONNX path's form (not max(x, αx)), with the same [1,1,W,C] per-channel constant
+    assert any("prelu1" in s and "relu(-x)" in s and "[1,1,W,C]" in s for s in r["rewrites"]), r["rewrites"]
     assert "MAXIMUM" not in r["op_histogram"]
+    from edgelite import read_model_info
+    sg = read_model_info(out.read_bytes()).subgraphs[0]
+    const_shapes = [tuple(sg.tensors[i].shape) for op in sg.operators if op.op_name == "MUL"
+                    for i in op.inputs if i >= 0 and sg.tensors[i].is_constant]
+    assert (1, 64, 8) in const_shapes or (1, 1, 64, 8) in const_shapes, const_shapes
     v = r["validation"]["outputs"]
     (o,) = v.values()
     assert o["cosine_mean"] > 0.98 and o["top1_agreement"] >= 0.8
@@ -100,7 +106,7 @@ def test_cli_convert_then_inspect_reports_fully_integer(keras_model, tmp_path):
     path, _ = keras_model
     out = tmp_path / "m.tflite"
     cli = [sys.executable, "-m", "edgelite.cli"]
-    r = subprocess.run(cli + ["convert", str(path), "--calibration", str(ORL), "--input-size", "48", "48",
+    r = subprocess.run(cli + ["convert", str(path), "--calibration", str(ORL), "--input-size", "64", "64",
                               "--max-samples", "60", "--min-samples", "10", "-o", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -109,7 +115,7 @@ def test_cli_convert_then_inspect_reports_fully_integer(keras_model, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads(r.stdout)
     assert info["fully_integer"] is True
-    assert info["metadata"]["edgelite"]["preprocessing"]["size"] == [48, 48]
+    assert info["metadata"]["edgelite"]["preprocessing"]["size"] == [64, 64]
 
 
 def test_bad_calibration_refused(keras_model, spec, tmp_path):
@@ -117,20 +123,20 @@ def test_bad_calibration_refused(keras_model, spec, tmp_path):
 
     path, _ = keras_model
     rng = np.random.default_rng(0)
-    few = rng.uniform(0, 1, (5, 48, 48, 3)).astype(np.float32)
+    few = rng.uniform(0, 1, (5, 64, 64, 3)).astype(np.float32)
     np.save(tmp_path / "few.npy", few)
     with pytest.raises(edgelite.CalibrationDataError, match="only 5"):
         convert(path, calibration=tmp_path / "few.npy", preprocess=spec, progress=False)
-    wrong = rng.uniform(0, 1, (20, 3, 48, 48)).astype(np.float32)
+    wrong = rng.uniform(0, 1, (20, 3, 64, 64)).astype(np.float32)
     with pytest.raises(edgelite.CalibrationDataError, match="NCHW"):
         convert(path, calibration=wrong, preprocess=spec, progress=False)
-    const = np.zeros((20, 48, 48, 3), np.float32)
+    const = np.zeros((20, 64, 64, 3), np.float32)
     with pytest.raises(edgelite.CalibrationDataError, match="constant"):
         convert(path, calibration=const, preprocess=spec, progress=False)
-    dup = np.repeat(rng.uniform(0, 1, (1, 48, 48, 3)).astype(np.float32), 20, axis=0)
+    dup = np.repeat(rng.uniform(0, 1, (1, 64, 64, 3)).astype(np.float32), 20, axis=0)
     with pytest.raises(edgelite.CalibrationDataError, match="duplicate"):
         convert(path, calibration=dup, preprocess=spec, progress=False)
-    scale = rng.uniform(0, 255, (20, 48, 48, 3)).astype(np.float32)  # 0..255 data, model declared [0,1]
+    scale = rng.uniform(0, 255, (20, 64, 64, 3)).astype(np.float32)  # 0..255 data, model declared [0,1]
     with pytest.raises(edgelite.CalibrationDataError, match="normalised differently"):
         convert(path, calibration=scale, preprocess=spec, progress=False)
     with pytest.raises(edgelite.CalibrationDataError, match="no images"):

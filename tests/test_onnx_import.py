@@ -359,6 +359,85 @@ def test_prelu_int8_tflite_has_no_prelu_and_matches_onnxruntime():
         assert cos >= ncos - 2e-3 and steps <= nsteps + 2, (cos, steps, ncos, nsteps)
 
 
+def test_prelu_constant_tiled_along_width_gives_bit_identical_int8(monkeypatch):
+    """The rewrite's per-channel MUL constant is stored [1,1,W,C] (one XNNPACK broadcast
+    call per row instead of per pixel): same values, so the int8 model computes exactly
+    what the [1,1,1,C] form did."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgelite_convert import onnx_ops, prelu
+
+    c, hw = 8, 64  # 64x64 = 4096 pixels >= prelu.MIN_PIXELS
+    rng = np.random.default_rng(1)
+    inits = {"w1": rng.uniform(-0.5, 0.5, (c, 3, 3, 3)).astype(np.float32), "b1": np.zeros(c, np.float32),
+             "a1": np.linspace(-0.6, 0.9, c).astype(np.float32).reshape(c, 1, 1),
+             "w2": rng.uniform(-0.3, 0.3, (c, c, 1, 1)).astype(np.float32), "b2": np.zeros(c, np.float32),
+             "a2": np.linspace(-0.3, 1.2, c).astype(np.float32).reshape(1, c, 1, 1)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("PRelu", ["c1", "a1"], ["p1"]),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"]),
+             helper.make_node("PRelu", ["c2", "a2"], ["y"])]
+    m = make_model(nodes, [("x", [1, 3, hw, hw])], [("y", [1, c, hw, hw])], inits)
+    calib = [rng.uniform(-1, 1, (1, hw, hw, 3)).astype(np.float32) for _ in range(16)]
+    tests = [rng.uniform(-1, 1, (1, hw, hw, 3)).astype(np.float32) for _ in range(4)]
+
+    def int8(imported):
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([imported.concrete_function()], imported)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        content = conv.convert()
+        it = Interpreter(model_content=content)
+        it.allocate_tensors()
+        shapes = [tuple(it._get_tensor_details(i, 0)["shape"]) for op in it._get_ops_details()
+                  if op["op_name"] == "MUL" for i in op["inputs"]]
+        outs = []
+        for x in tests:
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+            outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+        return shapes, outs
+
+    tiled = import_onnx(m, nhwc_outputs=True)
+    assert sum("[1,1,W,C]" in r for r in tiled.rewrites) == 2, tiled.rewrites
+    shapes, outs = int8(tiled)
+    assert (1, 1, hw, c) in shapes and (1, 1, 1, c) not in shapes, shapes
+
+    monkeypatch.setattr(onnx_ops, "prelu_identity",
+                        lambda *a, **k: prelu.prelu_identity(*a, **k, tile=False))
+    untiled = import_onnx(m, nhwc_outputs=True)
+    assert not any("[1,1,W,C]" in r for r in untiled.rewrites)
+    shapes0, outs0 = int8(untiled)
+    assert (1, 1, 1, c) in shapes0 and (1, 1, hw, c) not in shapes0, shapes0
+    for a, b in zip(outs, outs0):
+        assert np.array_equal(a, b)
+    assert max(np.abs(o).max() for o in outs) > 0
+
+
+def test_prelu_per_channel_constant_tiling_rules():
+    from edgelite_convert.prelu import MAX_TILED, per_channel_constant
+
+    x = np.zeros((1, 64, 80, 8), np.float32)  # 5120 pixels >= MIN_PIXELS
+    k, tiled = per_channel_constant(np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8), x)
+    assert tiled and k.shape == (1, 1, 80, 8) and np.array_equal(k[0, 0, 3], np.arange(8))
+    k, tiled = per_channel_constant(np.arange(8, dtype=np.float32).reshape(1, 8), x)  # Keras (1, C) slope
+    assert tiled and k.shape == (80, 8)
+    for c in (np.ones((1, 1, 80, 1), np.float32),   # varies along W, not C: left alone
+              np.ones((1, 64, 1, 8), np.float32),   # varies along H
+              np.float32(2.0)):
+        k, tiled = per_channel_constant(c, x)
+        assert k is c and not tiled
+    assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), x, tile=False)[1]
+
+    class Dyn:  # a symbolic tensor with a dynamic width
+        shape = (None, None, None, 8)
+    assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), Dyn())[1]
+    wide = np.zeros((1, 1, MAX_TILED // 8 + 1, 8), np.float32)
+    assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), wide)[1]
+    small = np.zeros((1, 56, 56, 8), np.float32)  # 3136 pixels < MIN_PIXELS: the gain is not worth the bytes
+    assert not per_channel_constant(np.ones((1, 1, 1, 8), np.float32), small)[1]
+
+
 # ----------------------------------------------------------------------------
 # Pooling
 # ----------------------------------------------------------------------------

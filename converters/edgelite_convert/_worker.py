@@ -36,6 +36,18 @@ def _tf():
 
 
 # ---------------------------------------------------------------- prepare ----
+class _ShapeOnly:
+    """A tensor stand-in that has a shape and absorbs arithmetic (for describing a rewrite)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def _same(self, other):
+        return self
+
+    __add__ = __radd__ = __mul__ = __rmul__ = _same
+
+
 def _keras_prelu_rewrite(model, rewrites):
     """Replace every Keras PReLU layer by the exact, XNNPACK-friendly form used for
     ONNX too (:func:`edgelite_convert.prelu.prelu_identity`): one rewrite, one place."""
@@ -63,7 +75,11 @@ def _keras_prelu_rewrite(model, rewrites):
     def clone(layer):
         if isinstance(layer, keras.layers.PReLU):
             alpha = layer.get_weights()[0]
-            replaced[layer.name] = alpha
+            try:
+                shape = tuple(layer.input.shape)
+            except (AttributeError, ValueError):  # a layer used twice has no single input
+                shape = ()
+            replaced[layer.name] = (alpha, shape)
             return ExactPReLU(alpha, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
@@ -73,9 +89,10 @@ def _keras_prelu_rewrite(model, rewrites):
     for old_l, new_l in zip(model.layers, new.layers):
         if old_l.name not in replaced and old_l.get_weights():
             new_l.set_weights(old_l.get_weights())
-    for name, a in replaced.items():
+    for name, (a, shape) in replaced.items():
         lo, hi = float(a.min()), float(a.max())
-        form = prelu_identity(np.zeros(1, np.float32), a, lo, hi, relu=lambda t: t, leaky_relu=lambda t, s: t)[1]
+        # a stand-in with only the layer's input shape, so the description says what the call builds
+        form = prelu_identity(_ShapeOnly(shape), a, lo, hi, relu=lambda t: t, leaky_relu=lambda t, s: t)[1]
         rewrites.append(f"PReLU {name!r} ({a.size} slopes, α∈[{lo:.3g},{hi:.3g}]) -> {form}")
     return new
 

@@ -20,8 +20,8 @@ How it works:
 * Graph rewrites made at import, each listed in :attr:`ImportedOnnx.rewrites`:
   ``BatchNormalization`` folded into the preceding ``Conv``/``ConvTranspose``/
   ``Gemm`` (when it is the only consumer) or into a following ``Gemm`` through
-  ``Flatten``, and ``PRelu`` replaced by ``x + relu((α-1)·x)`` (XNNPACK has no int8
-  PRELU kernel; see ``prelu_rewrite``).
+  ``Flatten``, and ``PRelu`` replaced by ``x + relu((α-1)·x)`` (XNNPACK does not run
+  PRELU in int8; see ``prelu_rewrite`` and :mod:`edgelite_convert.prelu`).
 
 Outputs keep ONNX semantics: same shapes and values as onnxruntime (4-D outputs
 come back NCHW unless ``nhwc_outputs=True``).
@@ -461,10 +461,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *,
         prelu_rewrite: Replace PRelu by an exact identity made of ops XNNPACK
             runs in int8: ``x + relu((α-1)·x)`` (MUL with fused RELU + ADD), or
             ``x + (1-α)·relu(-x)`` when some α > 1, or LEAKY_RELU for a single
-            slope. XNNPACK, TFLite's default CPU backend, has no int8 PRELU
-            kernel: naive int8 SFace runs 2-5x slower than float, rewritten
-            ~0.45x float (see ``onnx_ops._prelu``). Exact in float; turn off only
-            to compare.
+            slope; the per-channel constant is stored ``[1,1,W,C]`` (same values,
+            fewer XNNPACK broadcast calls). XNNPACK, TFLite's default CPU backend,
+            does not run PRELU in int8: naive int8 SFace runs 2-5x slower than
+            float, rewritten ~0.45x float (see ``onnx_ops._prelu``). Exact in
+            float; turn off only to compare.
         nhwc: Take 4-D inputs NHWC (the TFLite/camera convention). With False the
             function takes ONNX's NCHW and transposes once at the input (counted
             in ``transposes_inserted``).
