@@ -177,7 +177,6 @@ class YunetDecoder:
             else:
                 per_cell, floor = None, (t2 * (1.0 - 1e-6) if t2 > 0 else -math.inf)
             self._kinds[kind] = (parts, per_cell, floor)
-        self._priors = yunet_priors(hw)
 
     @classmethod
     def for_model(cls, model: Any, input_hw: tuple[int, int], **thresholds) -> "YunetDecoder":
@@ -221,7 +220,7 @@ class YunetDecoder:
             if plan.dst_hw != hw:
                 raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
         sel, sc, bb, kp = self.select(outputs)
-        boxes, landmarks = _decode_rows(bb, kp, self._priors, sel)
+        boxes, landmarks = _decode_rows(bb, kp, self.input_hw, sel)
         b64 = boxes.astype(np.float64)
         if not np.all(np.isfinite(b64)):
             raise InputError("boxes contains NaN or infinity")
@@ -242,18 +241,26 @@ def _arrays(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {n: np.asarray(outputs[n]) for n in YUNET_OUTPUT_NAMES}
 
 
-def _decode_rows(bb: np.ndarray, kp: np.ndarray, priors, sel: np.ndarray):
-    cols, rows, strides = (p[sel] for p in priors)
-    cx = (cols + bb[:, 0]) * strides
-    cy = (rows + bb[:, 1]) * strides
+@functools.lru_cache(maxsize=16)
+def _prior_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 2)`` prior corners ``(col, row)`` and ``(N, 1)`` strides, float32, read-only."""
+    cols, rows, strides = _priors(h, w)
+    xy, s = np.stack([cols, rows], axis=1), strides[:, None].copy()
+    for a in (xy, s):
+        a.setflags(write=False)
+    return xy, s
+
+
+def _decode_rows(bb: np.ndarray, kp: np.ndarray, hw: tuple[int, int], sel: np.ndarray):
+    """Boxes ``(x0, y0, x1, y1)`` and landmarks of the selected priors, in input pixels."""
+    grid, stride = _prior_grid(*hw)
+    xy, s = grid[sel], stride[sel]
+    c = (xy + bb[:, 0:2]) * s  # centre
     # Clamp the log-size so garbage outputs cannot overflow exp() into inf boxes.
-    bw = np.exp(np.minimum(bb[:, 2], 20.0)) * strides
-    bh = np.exp(np.minimum(bb[:, 3], 20.0)) * strides
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-    lx = (kp[:, 0::2] + cols[:, None]) * strides[:, None]
-    ly = (kp[:, 1::2] + rows[:, None]) * strides[:, None]
-    landmarks = np.stack([lx, ly], axis=2)
-    return boxes.astype(np.float32), landmarks.astype(np.float32)
+    half = np.exp(np.minimum(bb[:, 2:4], 20.0)) * s / 2
+    boxes = np.concatenate([c - half, c + half], axis=1)
+    landmarks = (kp.reshape(-1, 5, 2) + xy[:, None, :]) * s[:, :, None]
+    return boxes.astype(np.float32, copy=False), landmarks.astype(np.float32, copy=False)
 
 
 def decode_yunet_raw(
@@ -272,7 +279,7 @@ def decode_yunet_raw(
     arrays = _arrays(outputs)
     dec = YunetDecoder(input_hw, {n: (a.dtype, a.size) for n, a in arrays.items()}, score_threshold=0.0)
     sel, scores, bb, kp = dec.select(arrays)
-    boxes, landmarks = _decode_rows(bb, kp, dec._priors, sel)
+    boxes, landmarks = _decode_rows(bb, kp, dec.input_hw, sel)
     return boxes, landmarks, scores.astype(np.float32)
 
 
