@@ -73,3 +73,33 @@ def test_collapsed_calibration_is_refused_unless_allowed(tmp_path):
     assert good.report["validation"]["outputs"]["score"]["cosine_global"] > 0.99
     assert res.report["degenerate_activation_ranges"]
     assert good.report["degenerate_activation_ranges"] == []
+
+
+def _worker_children() -> list[int]:
+    """Live child processes of this test process running the converter's worker."""
+    import os
+
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and b"edgelite_convert._worker" in cmd and stat[0] != "Z":
+            out.append(int(pid))
+    return out
+
+
+def test_a_phase_over_its_timeout_is_a_conversion_error_and_leaves_no_worker(tmp_path):
+    """One worker process serves both phases of a conversion; a phase that overruns its
+    timeout is killed with the process and reported, and nothing is left running."""
+    src = _model(tmp_path / "det.onnx")
+    with pytest.raises(ConversionError, match="timed out after"):
+        convert(src, calibration=_data(0.0, 1.0, 24), progress=False, options=ConvertOptions(timeout_s=0.5))
+    assert _worker_children() == []
+    # the same conversion with room to run: both phases through one worker, which exits after
+    res = convert(src, calibration=_data(0.0, 1.0, 24), progress=False)
+    assert res.fully_integer and _worker_children() == []

@@ -325,11 +325,32 @@ def phase_convert(job: Job, d: Path) -> dict:
     return out
 
 
+def serve() -> int:
+    """Run phases as the parent asks, one ``phase<TAB>folder`` line each, answering
+    ``done`` when its files are written; exit at the end of input."""
+    # The answers get their own descriptor; anything else written to stdout (by Python
+    # or by native code) goes to stderr and cannot be mistaken for one.
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        phase, _, folder = line.rstrip("\n").partition("\t")
+        rc = run_phase(phase, Path(folder))
+        answers.write(f"done {rc}\n")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = argv or sys.argv[1:]
-    phase, d = argv[0], Path(argv[1])
-    job = Job.read(d)
+    if argv[0] == "serve":
+        return serve()
+    return run_phase(argv[0], Path(argv[1]))
+
+
+def run_phase(phase: str, d: Path) -> int:
+    """One phase in folder ``d``: ``<phase>.json`` on success, ``<phase>.error.json`` on failure."""
     try:
+        job = Job.read(d)
         res = {"prepare": phase_prepare, "convert": phase_convert}[phase](job, d)
         (d / f"{phase}.json").write_text(json.dumps(res))
         return 0

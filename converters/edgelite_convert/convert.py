@@ -8,6 +8,7 @@ is a live ``tf.Module``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -234,42 +235,104 @@ def _source_kind(source) -> tuple[str, Path]:
     raise ConversionError(f"unknown source format {suf!r} for {p}; supported: .keras, .h5, SavedModel dir, .onnx")
 
 
-def _run_phase(phase: str, d: Path, timeout: float) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    try:
-        r = subprocess.run([sys.executable, "-m", "edgelite_convert._worker", phase, str(d)],
-                           capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as e:
-        raise ConversionError(f"conversion step {phase!r} timed out after {timeout:.0f}s") from e
-    err = d / f"{phase}.error.json"
-    if err.exists():
-        info = json.loads(err.read_text())
-        if info["type"] in ("ConversionError",):
-            raise ConversionError(info["message"])
-        raise ConversionError(f"{phase} failed: {info['type']}: {info['message'][:2000]}")
-    if r.returncode != 0 or not (d / f"{phase}.json").exists():
-        tail = (r.stderr or "")[-1500:]
-        raise ConversionError(f"conversion step {phase!r} crashed (exit {r.returncode}); the converter's last "
-                              f"output:\n{tail}")
-    return json.loads((d / f"{phase}.json").read_text())
+class _Worker:
+    """The converter's worker process for one conversion: TensorFlow is imported once
+    and serves both phases (``prepare``, then ``convert``), each under its own timeout.
+
+    It starts on the first phase. A phase that times out or crashes the process is a
+    :class:`ConversionError` (the process is killed); the next phase, if any, gets a
+    fresh process. Results and errors travel as files in the phase's folder.
+    """
+
+    def __init__(self):
+        self._p: subprocess.Popen | None = None
+        self._err = None
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self._err = tempfile.TemporaryFile()
+        self._p = subprocess.Popen([sys.executable, "-m", "edgelite_convert._worker", "serve"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env,
+                                   text=True, bufsize=1)
+        return self._p
+
+    def _stderr_tail(self) -> str:
+        if self._err is None:
+            return ""
+        self._err.seek(0, os.SEEK_END)
+        self._err.seek(max(0, self._err.tell() - 1500))
+        return self._err.read().decode("utf-8", "replace")
+
+    def run(self, phase: str, d: Path, timeout: float) -> dict:
+        import selectors
+
+        p = self._p if self._p is not None and self._p.poll() is None else self._start()
+        line = ""
+        try:
+            p.stdin.write(f"{phase}\t{d}\n")
+            p.stdin.flush()
+            with selectors.DefaultSelector() as sel:
+                sel.register(p.stdout, selectors.EVENT_READ)
+                if sel.select(timeout):
+                    line = p.stdout.readline()
+                else:
+                    self.close(kill=True)
+                    raise ConversionError(f"conversion step {phase!r} timed out after {timeout:.0f}s")
+        except (BrokenPipeError, OSError):
+            line = ""
+        err = d / f"{phase}.error.json"
+        if err.exists():
+            info = json.loads(err.read_text())
+            if info["type"] in ("ConversionError",):
+                raise ConversionError(info["message"])
+            raise ConversionError(f"{phase} failed: {info['type']}: {info['message'][:2000]}")
+        if not line.startswith("done") or not (d / f"{phase}.json").exists():
+            p.wait(timeout=30) if p.poll() is None and not line else None
+            code = p.poll()
+            tail = self._stderr_tail()
+            self.close(kill=True)
+            raise ConversionError(f"conversion step {phase!r} crashed (exit {code}); the converter's last "
+                                  f"output:\n{tail}")
+        return json.loads((d / f"{phase}.json").read_text())
+
+    def close(self, kill: bool = False) -> None:
+        p, self._p = self._p, None
+        if p is not None:
+            try:
+                if not kill:
+                    p.stdin.close()  # end of input: the worker exits
+                    p.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            for f in (p.stdin, p.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        if self._err is not None:
+            self._err.close()
+            self._err = None
 
 
 _PREPARE_CACHE: dict[str, tuple[Path, dict]] = {}
 
 
-def _prepare_cached(job: Job, src_hash: str | None, d: Path, timeout: float) -> dict:
+def _prepare_cached(worker: _Worker, job: Job, src_hash: str | None, d: Path, timeout: float) -> dict:
     """Run the ``prepare`` phase, reusing this process's earlier result for the same
     source file and import options (re-converting one model with other calibration
-    data or options then skips loading TensorFlow once more)."""
+    data or options then skips that phase)."""
     if src_hash is None:
-        return _run_phase("prepare", d, timeout)
+        return worker.run("prepare", d, timeout)
     key = job.prepare_key(src_hash)
     hit = _PREPARE_CACHE.get(key)
     if hit is not None and Path(hit[1]["saved_model"]).exists():
         return dict(hit[1])
     keep = Path(tempfile.mkdtemp(prefix="edgelite-prepared-"))
     job.write(keep)
-    prep = _run_phase("prepare", keep, timeout)
+    prep = worker.run("prepare", keep, timeout)
     _PREPARE_CACHE[key] = (keep, prep)
     if len(_PREPARE_CACHE) == 1:
         import atexit
@@ -338,7 +401,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
     # a torch source becomes an ONNX file that must outlive the work dir (parity checks use it);
     # the TemporaryDirectory object is cleaned up when this function returns
     torch_tmp = tempfile.TemporaryDirectory(prefix="edgelite-torch-")
-    with tempfile.TemporaryDirectory(prefix="edgelite-convert-") as tmp:
+    worker = _Worker()
+    with tempfile.TemporaryDirectory(prefix="edgelite-convert-") as tmp, contextlib.closing(worker):
         d = Path(tmp)
         torch_src = _torch_source(source, example_inputs, Path(torch_tmp.name))
         if torch_src is not None:
@@ -368,7 +432,7 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                   suggest_precision={True: "always", False: "never", None: "auto"}[opts.suggest_precision]
                   if opts.mode == QuantMode.INT8 else "never", suggest_below_cosine=opts.suggest_below_cosine)
         job.write(d)
-        prep = _prepare_cached(job, src_hash, d, opts.timeout_s)
+        prep = _prepare_cached(worker, job, src_hash, d, opts.timeout_s)
         (d / "prepare.json").write_text(json.dumps(prep))
         specs = [(i["name"], [None if s == -1 else s for s in i["shape"]], i["dtype"]) for i in prep["inputs"]]
         held = None
@@ -392,7 +456,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
                                          min_samples=1, min_recommended=1, progress=False, check_range=False)
         if held is not None and job.suggest_precision == "auto":
             held.save(d / "held.npz")
-        conv = _run_phase("convert", d, opts.timeout_s)
+        conv = worker.run("convert", d, opts.timeout_s)
+        worker.close()
         qbytes = (d / "model.tflite").read_bytes()
         fbytes = (d / "float.tflite").read_bytes()
         full_int8 = (d / "full_int8.tflite").read_bytes() if (d / "full_int8.tflite").exists() else None
