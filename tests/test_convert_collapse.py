@@ -103,3 +103,35 @@ def test_a_phase_over_its_timeout_is_a_conversion_error_and_leaves_no_worker(tmp
     # the same conversion with room to run: both phases through one worker, which exits after
     res = convert(src, calibration=_data(0.0, 1.0, 24), progress=False)
     assert res.fully_integer and _worker_children() == []
+
+
+def test_a_worker_killed_mid_phase_is_a_conversion_error_with_its_exit(tmp_path):
+    """The converter's worker dying (OOM killer, a native abort) fails the conversion
+    with "crashed (exit -9)", not a hang; the caller survives."""
+    import os
+    import signal
+    import threading
+    import time
+
+    src = _model(tmp_path / "det.onnx")
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(_try_convert(src)))
+    t.start()
+    t0 = time.monotonic()
+    while not _worker_children() and time.monotonic() - t0 < 60:
+        time.sleep(0.01)
+    (pid,) = _worker_children()
+    os.kill(pid, signal.SIGKILL)
+    t.join(timeout=120)
+    assert not t.is_alive()
+    (err,) = result
+    assert isinstance(err, ConversionError) and "crashed (exit -9)" in str(err), err
+    assert _worker_children() == []
+
+
+def _try_convert(src):
+    try:
+        convert(src, calibration=_data(0.0, 1.0, 24), progress=False)
+    except ConversionError as e:
+        return e
+    return None

@@ -287,7 +287,9 @@ class _Worker:
                 raise ConversionError(info["message"])
             raise ConversionError(f"{phase} failed: {info['type']}: {info['message'][:2000]}")
         if not line.startswith("done") or not (d / f"{phase}.json").exists():
-            p.wait(timeout=30) if p.poll() is None and not line else None
+            if not line:  # end of output: the process is exiting, let it finish for its code
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=30)
             code = p.poll()
             tail = self._stderr_tail()
             self.close(kill=True)
