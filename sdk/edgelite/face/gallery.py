@@ -396,6 +396,10 @@ class _Matrix:
     dim: int | None
     data_version: int
 
+    def person_scores(self, q: np.ndarray) -> np.ndarray:
+        """``(N, P)``: each query's best cosine per person (one matmul for the whole gallery)."""
+        return np.maximum.reduceat(q @ self.emb.T, self.starts, axis=1)
+
 
 class FaceGallery:
     """Enrolled faces in a SQLite file; identify (1:N) and verify (1:1) by cosine.
@@ -1013,8 +1017,7 @@ class FaceGallery:
             self._check_bound(m.model_id, m.dim, model_id, int(q.shape[1]), what)
         if m.emb.shape[0] == 0:
             return m, np.zeros((q.shape[0], 0), dtype=np.float32)
-        sims = q @ m.emb.T  # (N, T): one matmul for the whole gallery
-        return m, np.maximum.reduceat(sims, m.starts, axis=1)  # (N, P): max per person
+        return m, m.person_scores(q)
 
     def best_matches(self, embeddings: Any, *, model_id: str,
                      threshold: float | None = None) -> list[tuple[str | None, float]]:
@@ -1033,7 +1036,7 @@ class FaceGallery:
             self._check_bound(m.model_id, m.dim, model_id, int(q.shape[1]), "identify")
         if m.emb.shape[0] == 0:
             return [(None, -1.0)] * q.shape[0]
-        scores = np.maximum.reduceat(q @ m.emb.T, m.starts, axis=1)  # (N, P): max per person
+        scores = m.person_scores(q)
         best = np.argmax(scores, axis=1)  # first of equal maxima, as identify's stable sort
         out = []
         for qi, j in enumerate(best):
