@@ -178,11 +178,11 @@ class FaceDetector(Task):
             outs = m.run(x, quantize=False, dequantize=False)
             t2 = time.perf_counter()
             dec = self._decoder(m, spec)
+            n = len(idx)
             for j, (k, plan) in enumerate(zip(idx, plans)):
-                res = dec.decode({n: v[j:j + 1] for n, v in outs.items()}, plan)
-                n = len(idx)
-                out[k] = dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3 / n,
-                                                           "inference": (t2 - t1) * 1e3 / n})
+                out[k] = DetectionResult(dec.faces({name: v[j:j + 1] for name, v in outs.items()}, plan),
+                                         plan.src_hw, {"preprocess": (t1 - t0) * 1e3 / n,
+                                                       "inference": (t2 - t1) * 1e3 / n})
         return out
 
     def _detect_rgb(self, img: np.ndarray) -> DetectionResult:
@@ -195,7 +195,7 @@ class FaceDetector(Task):
         t1 = time.perf_counter()
         outs = m.run(x, quantize=False, dequantize=False)
         t2 = time.perf_counter()
-        res = self._decoder(m, spec).decode(outs, plan)
+        faces = self._decoder(m, spec).faces(outs, plan)
         t3 = time.perf_counter()
-        return dataclasses.replace(res, timings={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                                                 "decode": (t3 - t2) * 1e3})
+        return DetectionResult(faces, plan.src_hw, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                                                    "decode": (t3 - t2) * 1e3})

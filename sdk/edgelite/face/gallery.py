@@ -359,27 +359,27 @@ def _prepare_embeddings(embeddings: Any, what: str = "embeddings") -> np.ndarray
     outputs. Zero-norm (< 1e-6) and non-finite vectors are refused.
     """
     arr = np.asarray(embeddings)
-    if not np.issubdtype(arr.dtype, np.floating):
+    if arr.dtype.kind != "f":
         raise InputError(f"{what} must be a float array (D,) or (N, D), got dtype {arr.dtype}")
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise InputError(f"{what} must have shape (D,) or (N, D) with N, D >= 1, got {np.shape(embeddings)}")
     x = arr.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        bad = np.flatnonzero(~np.all(np.isfinite(x), axis=1)).tolist()
+    scale = np.abs(x).max(axis=1)  # NaN or inf in a row makes its max NaN or inf
+    if not np.isfinite(scale).all():
+        bad = np.flatnonzero(~np.isfinite(scale)).tolist()
         raise InputError(f"{what} rows {bad} contain NaN or infinity")
     # Scale by the largest magnitude first: the squared norm of a row like
     # [1e308, 1e308] overflows to inf, and x / inf would store a zero row.
-    scale = np.max(np.abs(x), axis=1)
-    safe = np.where(scale > 0, scale, 1.0)
-    y = x / safe[:, None]
-    norms = np.linalg.norm(y, axis=1) * np.minimum(scale, 1.0)  # >= 1 when scale >= 1: no overflow
-    if np.any(norms < _MIN_NORM):
+    y = x / np.where(scale > 0, scale, 1.0)[:, None]
+    ny = np.sqrt(np.add.reduce(y * y, axis=1))  # np.linalg.norm(y, axis=1), the same operations
+    norms = ny * np.minimum(scale, 1.0)  # >= 1 when scale >= 1: no overflow
+    if (norms < _MIN_NORM).any():
         bad = np.flatnonzero(norms < _MIN_NORM).tolist()
         raise InputError(f"{what} rows {bad} have (near) zero norm; they cannot be compared by cosine")
-    out = (y / np.linalg.norm(y, axis=1)[:, None]).astype(np.float32)
-    if not np.all(np.isfinite(out)):  # cannot happen after the checks above; never store one
+    out = (y / ny[:, None]).astype(np.float32)
+    if not np.isfinite(out).all():  # cannot happen after the checks above; never store one
         raise InputError(f"{what} could not be normalised to finite unit vectors")
     return out
 

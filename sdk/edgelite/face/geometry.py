@@ -127,7 +127,7 @@ def greedy_nms(b: np.ndarray, s: np.ndarray, iou_threshold: float, top_k: int | 
     order = np.argsort(-s, kind="stable")
     if top_k is not None:
         order = order[: int(top_k)]
-    areas = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    areas = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)  # = clip(·, 0): NaN-free here
     keep: list[int] = []
     while order.size:
         i = int(order[0])
@@ -139,7 +139,7 @@ def greedy_nms(b: np.ndarray, s: np.ndarray, iou_threshold: float, top_k: int | 
         iy0 = np.maximum(b[i, 1], b[rest, 1])
         ix1 = np.minimum(b[i, 2], b[rest, 2])
         iy1 = np.minimum(b[i, 3], b[rest, 3])
-        inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+        inter = np.maximum(ix1 - ix0, 0) * np.maximum(iy1 - iy0, 0)
         union = areas[i] + areas[rest] - inter
         ov = np.zeros_like(inter)
         np.divide(inter, union, out=ov, where=union > 0)

@@ -86,6 +86,17 @@ class Face:
             raise InputError(f"Face.score must be in [0, 1], got {score!r}")
         object.__setattr__(self, "score", score)
 
+    @classmethod
+    def _of(cls, box: np.ndarray, landmarks: np.ndarray, score: float) -> "Face":
+        """A face made of values its maker has already checked, as the YuNet decoder
+        does for a whole frame at once: read-only finite ``float32`` rows (views of
+        its per-frame arrays), ``max >= min``, a float score in ``[0, 1]``."""
+        face = object.__new__(cls)
+        object.__setattr__(face, "box", box)
+        object.__setattr__(face, "landmarks", landmarks)
+        object.__setattr__(face, "score", score)
+        return face
+
     # ndarray fields make the generated __eq__ ambiguous, so compare values here.
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Face):

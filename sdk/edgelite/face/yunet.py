@@ -142,41 +142,52 @@ class YunetDecoder:
         q = dict(quantization or {})
         t2 = thr * thr
         cells = [(hw[0] // s) * (hw[1] // s) for s in YUNET_STRIDES]
-        # kind -> ([(name, cells, channels, params or None)], per-cell (scale, zero) if raw, floor)
-        self._kinds: dict[str, tuple] = {}
+        self._cells = sum(cells)
+        # Per output: None = used as given (floats, or 8-bit integers kept raw), or the
+        # (scale, zero_point) of an integer output dequantized first (not 8-bit, or a
+        # scale that is not exactly a float32). Per kind, per cell: the zero-point and
+        # scale that make its values real, and a floor below every value >= thr².
+        self._dequantize_first: dict[str, tuple[float, int] | None] = {}
+        per_kind = {}
         for kind, ch in _KIND_CHANNELS.items():
-            parts, raw = [], True
+            zp, sc, floor = [], [], []
             for s, n in zip(YUNET_STRIDES, cells):
                 name = f"{kind}_{s}"
                 dtype, size = np.dtype(layout[name][0]), int(layout[name][1])
-                params = None
-                if name in q:
-                    if dtype.kind not in "iu":
-                        raise InputError(f"YuNet output {name} has dtype {dtype} but quantization parameters "
-                                         "were given")
-                    params = (float(q[name][0]), int(q[name][1]))
-                    raw = raw and dtype.itemsize == 1 and float(np.float32(params[0])) == params[0]
-                elif dtype.kind == "f":
-                    raw = False
-                else:
-                    raise InputError(
-                        f"YuNet output {name} has dtype {dtype}; dequantize int8 outputs to float first "
-                        "(or pass their scale/zero-point as quantization=)"
-                    )
                 if size != n * ch:
                     raise InputError(
                         f"YuNet output {name} has {size} values, expected [1, {n}, {ch}] for input "
                         f"{hw} ((H/{s})*(W/{s}) = {n} cells); was the model built for another size?"
                     )
-                parts.append((name, n, ch, params))
-            if raw:  # per cell: float32 scale, zero-point, and a raw floor below every value >= t2
-                per_cell = (np.concatenate([np.full((n, 1), p[0], np.float32) for _, n, _, p in parts]),
-                            np.concatenate([np.full((n, 1), p[1], np.float32) for _, n, _, p in parts]))
-                floor = np.concatenate([np.full(n, math.floor(p[1] + t2 / p[0]) - 1 if t2 > 0 else -math.inf)
-                                        for _, n, _, p in parts])
-            else:
-                per_cell, floor = None, (t2 * (1.0 - 1e-6) if t2 > 0 else -math.inf)
-            self._kinds[kind] = (parts, per_cell, floor)
+                raw, first = None, None
+                if name in q:
+                    if dtype.kind not in "iu":
+                        raise InputError(f"YuNet output {name} has dtype {dtype} but quantization parameters "
+                                         "were given")
+                    params = (float(q[name][0]), int(q[name][1]))
+                    if dtype.itemsize == 1 and float(np.float32(params[0])) == params[0]:
+                        raw = params  # dequantize's float32 arithmetic, on the cells that need it
+                    else:
+                        first = params
+                elif dtype.kind != "f":
+                    raise InputError(
+                        f"YuNet output {name} has dtype {dtype}; dequantize int8 outputs to float first "
+                        "(or pass their scale/zero-point as quantization=)"
+                    )
+                self._dequantize_first[name] = first
+                z, k = (raw[1], raw[0]) if raw else (0, 1.0)
+                zp.append(np.full(n, z, np.float32))
+                sc.append(np.full(n, k, np.float32))
+                if t2 <= 0:
+                    floor.append(np.full(n, -math.inf))
+                else:
+                    floor.append(np.full(n, math.floor(z + t2 / k) - 1 if raw else t2 * (1.0 - 1e-6)))
+            per_kind[kind] = tuple(np.concatenate(v) for v in (zp, sc, floor))
+        # cls and obj side by side: one comparison finds the cells where both reach thr².
+        self._score_zp, self._score_scale, self._score_floor = (
+            np.concatenate([per_kind["cls"][i], per_kind["obj"][i]]) for i in range(3))
+        self._rows_zp = {k: per_kind[k][0][:, None] for k in ("bbox", "kps")}
+        self._rows_scale = {k: per_kind[k][1][:, None] for k in ("bbox", "kps")}
 
     @classmethod
     def for_model(cls, model: Any, input_hw: tuple[int, int], **thresholds) -> "YunetDecoder":
@@ -185,34 +196,40 @@ class YunetDecoder:
         return cls(input_hw, {o.name: (o.dtype, int(np.prod(o.shape[1:]))) for o in outs},
                    {o.name: (o.scale, o.zero_point) for o in outs if o.quantized}, **thresholds)
 
-    def _values(self, outputs: Mapping[str, Any], kind: str) -> np.ndarray:
-        parts = self._kinds[kind][0]
-        if self._kinds[kind][1] is not None:  # raw integers, dequantized later where needed
-            return np.concatenate([outputs[name].reshape(n, ch) for name, n, ch, _ in parts])
-        return np.concatenate([dequantize(np.asarray(outputs[name]).reshape(n, ch), *p) if p is not None
-                               else np.asarray(outputs[name]).reshape(n, ch).astype(np.float32, copy=False)
-                               for name, n, ch, p in parts])
+    def _flat(self, outputs: Mapping[str, Any], kind: str) -> np.ndarray:
+        """The three strides of one output kind, flattened and concatenated in prior order."""
+        parts = []
+        for s in YUNET_STRIDES:
+            name = f"{kind}_{s}"
+            v, first = outputs[name], self._dequantize_first[name]
+            parts.append(v if first is None else dequantize(np.asarray(v), *first))
+        return np.concatenate(parts, axis=None)
 
-    def _real(self, kind: str, vals: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        v = vals[rows]
-        per_cell = self._kinds[kind][1]
-        if per_cell is None:
-            return v
-        return (v.astype(np.float32) - per_cell[1][rows]) * per_cell[0][rows]
+    def _rows(self, outputs: Mapping[str, Any], kind: str, sel: np.ndarray) -> np.ndarray:
+        """Real values of the ``sel`` rows of a bbox/kps output kind."""
+        v = self._flat(outputs, kind).reshape(self._cells, _KIND_CHANNELS[kind])[sel]
+        return (v.astype(np.float32) - self._rows_zp[kind][sel]) * self._rows_scale[kind][sel]
 
     def select(self, outputs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Cells scoring ``>= score_threshold``: indices over all priors, scores, bbox and kps rows."""
-        cls, obj = self._values(outputs, "cls"), self._values(outputs, "obj")
-        cand = np.flatnonzero((cls[:, 0] >= self._kinds["cls"][2]) & (obj[:, 0] >= self._kinds["obj"][2]))
-        sc = np.sqrt(np.clip(self._real("cls", cls, cand)[:, 0], 0.0, 1.0)
-                     * np.clip(self._real("obj", obj, cand)[:, 0], 0.0, 1.0))
+        n = self._cells
+        co = np.concatenate([self._flat(outputs, "cls"), self._flat(outputs, "obj")])
+        ok = co >= self._score_floor
+        cand = np.flatnonzero(np.logical_and(ok[:n], ok[n:]))
+        idx = np.concatenate([cand, cand + n])
+        real = np.minimum(np.maximum((co[idx].astype(np.float32) - self._score_zp[idx]) * self._score_scale[idx],
+                                     0.0), 1.0)
+        sc = np.sqrt(real[:cand.size] * real[cand.size:])
         ok = sc >= self.score_threshold
         sel = cand[ok]
-        return (sel, sc[ok], self._real("bbox", self._values(outputs, "bbox"), sel),
-                self._real("kps", self._values(outputs, "kps"), sel))
+        return sel, sc[ok], self._rows(outputs, "bbox", sel), self._rows(outputs, "kps", sel)
 
     def decode(self, outputs: Mapping[str, Any], plan: ResizePlan | None = None) -> DetectionResult:
         """Faces of one image, best first; mapped to source pixels with ``plan``."""
+        return DetectionResult(faces=self.faces(outputs, plan), image_hw=self.input_hw if plan is None else plan.src_hw)
+
+    def faces(self, outputs: Mapping[str, Any], plan: ResizePlan | None = None) -> tuple[Face, ...]:
+        """The faces of :meth:`decode`, without the result around them."""
         hw = self.input_hw
         if plan is not None:
             if not isinstance(plan, ResizePlan):
@@ -220,20 +237,21 @@ class YunetDecoder:
             if plan.dst_hw != hw:
                 raise InputError(f"plan is for input {plan.dst_hw} but the outputs are for {hw}")
         sel, sc, bb, kp = self.select(outputs)
+        if not sel.size:
+            return ()
         boxes, landmarks = _decode_rows(bb, kp, self.input_hw, sel)
         b64 = boxes.astype(np.float64)
-        if not np.all(np.isfinite(b64)):
+        if not np.isfinite(b64).all():
             raise InputError("boxes contains NaN or infinity")
         keep = greedy_nms(b64, sc.astype(np.float64), self.nms_threshold, self.top_k, self.max_faces)
         boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
-        image_hw = hw
         if plan is not None:
             boxes, landmarks = plan.to_original(boxes, landmarks)
-            image_hw = plan.src_hw
-        faces = tuple(
-            Face(box=b, landmarks=l, score=min(1.0, float(s))) for b, l, s in zip(boxes, landmarks, sc)
-        )
-        return DetectionResult(faces=faces, image_hw=image_hw)
+        if not np.isfinite(landmarks).all():
+            raise InputError(f"Face.landmarks contains NaN or infinity: {landmarks.tolist()}")
+        boxes.setflags(write=False)
+        landmarks.setflags(write=False)
+        return tuple(Face._of(b, l, s) for b, l, s in zip(boxes, landmarks, np.minimum(sc, 1.0).tolist()))
 
 
 def _arrays(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
