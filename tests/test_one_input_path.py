@@ -97,18 +97,22 @@ def test_letterbox_resizes_into_the_canvas_with_the_same_bytes():
         assert np.array_equal(plan.apply(img), ref)
 
 
-@pytest.mark.parametrize("hw", [(480, 640), (320, 320), (200, 150)])
+@pytest.mark.parametrize("hw", [(480, 640), (240, 320), (320, 320), (200, 150)])
 @pytest.mark.parametrize("color", ["BGR", "RGB", "GRAY"])
-def test_tensor_of_converts_in_place_without_touching_the_callers_image(hw, color):
+@pytest.mark.parametrize("norm", [(127.5, 127.5), ((0.0, 64.0, 200.0), (1.0, 2.0, 0.5))])
+def test_tensor_of_converts_in_place_without_touching_the_callers_image(hw, color, norm):
     """The one-buffer path (resize into the canvas, colour and quantization table in
-    place) gives the bytes of to_tensor(plan.apply(...)), and never writes into the
-    caller's image, even when the plan returns it unchanged (no resize, no pad)."""
+    place, letterbox rows written as the table's value of black) gives the bytes of
+    to_tensor(plan.apply(...)), with one table or one per channel, and never writes
+    into the caller's image, even when the plan returns it unchanged (no resize, no pad)."""
     from edgelite.preprocess import PreprocessSpec
 
     rng = np.random.default_rng(5)
     img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
     keep = img.copy()
-    spec = PreprocessSpec(size=(320, 320), resize="letterbox", color=color, mean=127.5, std=127.5)
+    if color == "GRAY" and isinstance(norm[0], tuple):
+        pytest.skip("one channel: one table")
+    spec = PreprocessSpec(size=(320, 320), resize="letterbox", color=color, mean=norm[0], std=norm[1])
     q = types.SimpleNamespace(scale=0.0078125, zero_point=0, dtype=np.dtype(np.int8), quantized=True)
     plan = spec.plan(hw)
     want = spec.to_tensor(plan.apply(img)[None], q)

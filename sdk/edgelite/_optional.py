@@ -2,9 +2,14 @@
 import on a Pi; the runtime works without it through numpy fallbacks)."""
 from __future__ import annotations
 
+import sys
+
 
 def cv2_or_none():
     """The ``cv2`` module, or ``None`` when OpenCV is not installed."""
+    cv2 = sys.modules.get("cv2")  # already imported: skip the import machinery (per-frame callers)
+    if cv2 is not None:
+        return cv2
     try:
         import cv2  # noqa: PLC0415
     except ImportError:

@@ -30,6 +30,7 @@ import os
 import platform
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -295,6 +296,45 @@ class Model:
             raise InputError(f"{self.source}: prepare() is for single-input models; this one has "
                              f"{len(self.inputs)} inputs")
         return spec.prepare(image, self.inputs[0])
+
+    def run_image(self, image: np.ndarray, plan: Any, spec: Any = None, *, dequantize: bool = True,
+                  timings: dict | None = None) -> dict[str, np.ndarray]:
+        """:meth:`prepare` and :meth:`run` in one step, for a per-frame loop: the
+        image goes through ``spec`` (default: the embedded preprocessing) with
+        ``plan`` straight into the interpreter's own input buffer — no intermediate
+        tensor, no copy into the interpreter.
+
+        Args:
+            image: HWC ``uint8`` RGB, already validated (:func:`edgelite.image.as_rgb`).
+            plan: ``spec.plan(image.shape[:2])``, the plan that maps results back.
+            spec: a :class:`~edgelite.preprocess.PreprocessSpec` (e.g. the embedded
+                one with another resize mode).
+            timings: a dict to receive ``preprocess`` and ``inference`` milliseconds.
+        """
+        spec = spec or self.preprocessing
+        if spec is None or len(self.inputs) != 1:
+            return self.run(self.prepare(image)[0], quantize=False, dequantize=dequantize)  # says what is wrong
+        s = self.inputs[0]
+        t0 = time.perf_counter()
+        with self._lock:
+            itp = self._itp
+            direct = itp is not None and self._cur_shapes[s.index] == s.shape  # not closed, not resized
+            if direct:
+                buf = itp.tensor(s.index)()  # a view of the input tensor: no view may outlive invoke()
+                try:
+                    spec.tensor_of(image, plan, s, out=buf)
+                finally:
+                    del buf
+                t1 = time.perf_counter()
+                raw = self._invoke(())
+        if not direct:
+            x = spec.tensor_of(image, plan, s)
+            t1 = time.perf_counter()
+            raw = self.run(x, quantize=False, dequantize=False)
+        if timings is not None:
+            timings["preprocess"] = (t1 - t0) * 1e3
+            timings["inference"] = (time.perf_counter() - t1) * 1e3
+        return self._dequantize(raw) if dequantize else raw
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{np.dtype(s.dtype).name}{list(s.shape)}" for s in self.inputs)

@@ -504,14 +504,64 @@ class PreprocessSpec:
         plan = self.plan(img.shape[:2])
         return self.tensor_of(img, plan, input), plan
 
-    def tensor_of(self, image: np.ndarray, plan: ResizePlan, input: Any = None) -> np.ndarray:
+    def tensor_of(self, image: np.ndarray, plan: ResizePlan, input: Any = None, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
         """``to_tensor(plan.apply(image)[None], input)`` for a validated RGB image, in
-        one buffer: the canvas the plan fills is converted in place (colour order,
-        then the quantization table), so a frame costs one new input-sized array."""
+        one buffer: the image is resized straight into the canvas, whose content is
+        converted in place (colour order, then the quantization table), so a frame
+        costs one input-sized array, or none with ``out``. Letterbox padding of a
+        quantized input is written as its final value (the table's entry for a black
+        pixel) instead of being converted pixel by pixel.
+
+        Args:
+            out: the array to write the tensor into (e.g. the interpreter's own input
+                buffer, see :meth:`edgelite.Model.run_image`); it is returned.
+        """
+        (dh, dw), (ch, cw), (ox, oy) = plan.dst_hw, plan.content_hw, plan.offset_xy
+        lut = self._lut(input)
+        if (lut is not None and cw == dw and ch < dh and plan.mode is not ResizeMode.CENTER_CROP
+                and self.layout is Layout.NHWC and self.color is not ColorOrder.GRAY
+                and image.ndim == 3 and image.shape[2] == 3
+                and (out is None or (out.shape == (1, dh, dw, 3) and out.dtype == lut.dtype
+                                     and out.flags.c_contiguous))):
+            canvas = np.empty((1, dh, dw, 3), np.uint8) if out is None else out.view(np.uint8)
+            content = canvas[:, oy:oy + ch]  # whole rows: contiguous
+            if plan.content_hw != plan.src_hw:
+                resize_image(image, plan.content_hw, out=content[0])
+            else:
+                content[0] = image
+            quant.apply_lut(_convert_color(content, self.color, inplace=True), lut, inplace=True)
+            q = canvas.view(lut.dtype)
+            pad = lut[0, 0] if quant.is_uniform(lut) else lut[:, 0]  # a black pixel, converted
+            q[:, :oy] = pad
+            q[:, oy + ch:] = pad
+            return q
         canvas = plan.apply(image)
-        if np.may_share_memory(canvas, image):  # no resize, no pad: the caller's pixels
-            return self.to_tensor(canvas[None], input)
-        return self.to_tensor(canvas[None], input, _owned=True)
+        # no resize, no pad: the canvas is the caller's pixels, never converted in place
+        x = self.to_tensor(canvas[None], input, _owned=not np.may_share_memory(canvas, image))
+        if out is None:
+            return x
+        if out.shape != x.shape or out.dtype != x.dtype:
+            raise InputError(f"out must be {x.dtype} {x.shape}, got {out.dtype} {out.shape}")
+        out[...] = x
+        return out
+
+    def _lut(self, input: Any) -> np.ndarray | None:
+        """The fused normalise+quantize table of a quantized ``input``, else ``None``
+        (kept on the spec per quantization: a per-frame call is one dict lookup)."""
+        if input is None or not getattr(input, "quantized", False):
+            return None
+        try:
+            key = (float(input.scale), int(input.zero_point), np.dtype(input.dtype).str)
+        except TypeError:  # per-channel parameters: pixel_lut says what is wrong
+            key = None
+        luts = self.__dict__.setdefault("_luts", {})  # not a field: invisible to eq/hash/repr
+        lut = luts.get(key)
+        if lut is None:
+            lut = quant.pixel_lut(input.scale, input.zero_point, input.dtype, self.mean, self.std, self.channels)
+            if key is not None:
+                luts[key] = lut
+        return lut
 
     def to_tensor(self, batch: np.ndarray, input: Any = None, *, _owned: bool = False) -> np.ndarray:
         """Already-resized RGB ``uint8`` ``(N, H, W, 3)`` → model tensor: colour order,
@@ -523,8 +573,8 @@ class PreprocessSpec:
                              f"got {batch.dtype} {batch.shape}")
         owned = _owned and batch.flags.c_contiguous
         x = _convert_color(batch, self.color, inplace=owned)
-        if input is not None and getattr(input, "quantized", False):
-            lut = quant.pixel_lut(input.scale, input.zero_point, input.dtype, self.mean, self.std, self.channels)
+        lut = self._lut(input)
+        if lut is not None:
             out = quant.apply_lut(x, lut, inplace=owned)
         else:
             out = (x.astype(np.float32) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)

@@ -94,6 +94,12 @@ def pixel_lut(scale, zero_point, dtype, mean=(0.0,), std=(1.0,), channels: int =
     return t
 
 
+def is_uniform(lut: np.ndarray) -> bool:
+    """All rows of a ``(C, 256)`` table are equal (known for :func:`pixel_lut`'s tables)."""
+    same = _UNIFORM.get(id(lut)) if _PIXEL_LUTS else None
+    return bool(np.all(lut == lut[0])) if same is None else same
+
+
 def apply_lut(pixels: np.ndarray, lut: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     """``lut[c][pixels[..., c]]`` for uint8 ``(..., C)`` pixels and a ``(C, 256)`` 8-bit table.
 
@@ -107,9 +113,7 @@ def apply_lut(pixels: np.ndarray, lut: np.ndarray, *, inplace: bool = False) -> 
 
     pixels = np.ascontiguousarray(pixels)
     c = pixels.shape[-1]
-    same = _UNIFORM.get(id(lut)) if _PIXEL_LUTS else None
-    if same is None:
-        same = bool(np.all(lut == lut[0]))
+    same = is_uniform(lut)
     cv2 = cv2_or_none()
     if cv2 is not None and lut.dtype.itemsize == 1 and pixels.dtype == np.uint8 and (same or c in (1, 3, 4)):
         flat = pixels.reshape(-1, pixels.shape[-2], c) if pixels.ndim >= 3 else pixels.reshape(-1, 1, c)

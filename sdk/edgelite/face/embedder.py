@@ -109,8 +109,8 @@ class FaceEmbedder(Task):
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     x = np.asarray(x, np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(n, eps)).astype(np.float32)
+    n = np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))  # np.linalg.norm's operations for real x
+    return (x / np.maximum(n, np.float32(eps))).astype(np.float32, copy=False)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -196,11 +196,10 @@ class YunetDecoder:
         return cls(input_hw, {o.name: (o.dtype, int(np.prod(o.shape[1:]))) for o in outs},
                    {o.name: (o.scale, o.zero_point) for o in outs if o.quantized}, **thresholds)
 
-    def _flat(self, outputs: Mapping[str, Any], kind: str) -> np.ndarray:
-        """The three strides of one output kind, flattened and concatenated in prior order."""
+    def _flat(self, outputs: Mapping[str, Any], *kinds: str) -> np.ndarray:
+        """The three strides of output kinds, flattened and concatenated in prior order."""
         parts = []
-        for s in YUNET_STRIDES:
-            name = f"{kind}_{s}"
+        for name in (f"{kind}_{s}" for kind in kinds for s in YUNET_STRIDES):
             v, first = outputs[name], self._dequantize_first[name]
             parts.append(v if first is None else dequantize(np.asarray(v), *first))
         return np.concatenate(parts, axis=None)
@@ -213,9 +212,9 @@ class YunetDecoder:
     def select(self, outputs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Cells scoring ``>= score_threshold``: indices over all priors, scores, bbox and kps rows."""
         n = self._cells
-        co = np.concatenate([self._flat(outputs, "cls"), self._flat(outputs, "obj")])
+        co = self._flat(outputs, "cls", "obj")
         ok = co >= self._score_floor
-        cand = np.flatnonzero(np.logical_and(ok[:n], ok[n:]))
+        cand = np.logical_and(ok[:n], ok[n:]).nonzero()[0]
         idx = np.concatenate([cand, cand + n])
         real = np.minimum(np.maximum((co[idx].astype(np.float32) - self._score_zp[idx]) * self._score_scale[idx],
                                      0.0), 1.0)
