@@ -121,6 +121,28 @@ def test_nms_matches_opencv_nmsboxes():
         assert ours.tolist() == np.asarray(ref).reshape(-1).tolist(), f"trial {trial}"
 
 
+def test_small_and_large_nms_paths_keep_the_same_boxes():
+    """Up to 64 candidates NMS runs on Python floats, above on arrays: the same kept
+    indices on random sets with ties, duplicates, zero-area and touching boxes."""
+    from edgelite.face.geometry import _greedy_nms_arrays, _greedy_nms_floats
+
+    rng = np.random.default_rng(17)
+    for trial in range(300):
+        n = int(rng.integers(1, 80))
+        xy = np.round(rng.uniform(0, 100, size=(n, 2)), int(rng.integers(0, 3)))
+        wh = np.round(rng.uniform(0, 40, size=(n, 2)), 1) * (rng.uniform(size=(n, 1)) > 0.05)
+        boxes = np.c_[xy, xy + wh]
+        if n > 3:
+            boxes[1] = boxes[0]  # exact duplicates
+        scores = np.round(rng.uniform(0, 1, size=n), int(rng.integers(1, 4)))  # ties
+        thr = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
+        top_k = [None, 5, 40][trial % 3]
+        max_out = [None, 1, 3][(trial // 3) % 3]
+        a = _greedy_nms_arrays(boxes, scores, thr, top_k, max_out)
+        f = _greedy_nms_floats(boxes.tolist(), scores.tolist(), thr, top_k, max_out)
+        assert a.tolist() == f.tolist() and f.dtype == np.int64, trial
+
+
 # ----------------------------------------------------------------------------- plans
 
 

@@ -120,3 +120,34 @@ def test_tensor_of_converts_in_place_without_touching_the_callers_image(hw, colo
     assert got.dtype == np.int8 and np.array_equal(got, want)
     assert np.array_equal(img, keep)
     assert np.array_equal(spec.tensor_of(img, plan), spec.to_tensor(plan.apply(img)[None]))  # float input
+
+
+def test_run_image_writes_the_interpreter_input_and_equals_prepare_then_run(zoo_models):
+    """Model.run_image (the detector's per-frame path: the tensor is written into the
+    interpreter's own input buffer) gives the outputs of run(prepare(image)), also for
+    a model resized by a batch in between, and leaves no view that blocks the next run."""
+    m = edgelite.Model(zoo_models / "yunet_320-int8.tflite", num_threads=1)
+    spec = m.preprocessing
+    rng = np.random.default_rng(11)
+    frames = [edgelite.load_image(DEMO / "Andrew_Morgan.jpg"), rng.integers(0, 256, (480, 640, 3), np.uint8),
+              rng.integers(0, 256, (240, 320, 3), np.uint8), rng.integers(0, 256, (500, 200, 3), np.uint8)]
+    for img in frames:
+        x, plan = m.prepare(img)
+        want = m.run(x, quantize=False, dequantize=False)
+        timings: dict = {}
+        got = m.run_image(img, plan, spec, dequantize=False, timings=timings)
+        assert list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in want)
+        assert set(timings) == {"preprocess", "inference"} and all(v >= 0 for v in timings.values())
+    x2 = np.concatenate([m.prepare(f)[0] for f in frames[:2]])
+    m.run(x2, quantize=False)  # resizes the input to a batch of two
+    img = frames[1]
+    x, plan = m.prepare(img)
+    got = m.run_image(img, plan, dequantize=False)  # the embedded spec, through the resized model
+    want = m.run(x, quantize=False, dequantize=False)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+    deq = m.run_image(img, plan)
+    assert all(np.array_equal(deq[k], quant.dequantize(want[k], o.scale, o.zero_point))
+               for k, o in zip(want, m.outputs))
+    m.close()
+    with pytest.raises(InputError, match="closed"):
+        m.run_image(img, plan)

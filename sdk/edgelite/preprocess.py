@@ -144,14 +144,13 @@ class ResizePlan:
         pixels (``float32``; ``None`` stays ``None``). ``clip`` clips boxes to the
         source image; points are never clipped (a landmark outside the frame is still
         the best estimate of where the feature is)."""
-        sx, sy = self.scale_xy
-        ox, oy = self.offset_xy
+        off, scl = self._to_original
         out_b = out_l = None
         if boxes is not None:
             b = np.asarray(boxes, dtype=np.float64)
             if b.shape[-1:] != (4,):
                 raise InputError(f"boxes must end in a dimension of 4, got {b.shape}")
-            out = (b - [ox, oy, ox, oy]) / [sx, sy, sx, sy]
+            out = (b - off) / scl
             if clip:
                 h, w = self.src_hw
                 out = np.clip(out, 0, [w, h, w, h])
@@ -160,8 +159,14 @@ class ResizePlan:
             p = np.asarray(landmarks, dtype=np.float64)
             if p.shape[-1:] != (2,):
                 raise InputError(f"landmarks must end in a dimension of 2, got {p.shape}")
-            out_l = ((p - [ox, oy]) / [sx, sy]).astype(np.float32)
+            out_l = ((p - off[:2]) / scl[:2]).astype(np.float32)
         return out_b, out_l
+
+    @functools.cached_property
+    def _to_original(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ox, oy, ox, oy)`` and ``(sx, sy, sx, sy)`` as arrays, made once per plan."""
+        (sx, sy), (ox, oy) = self.scale_xy, self.offset_xy
+        return np.array([ox, oy, ox, oy], np.float64), np.array([sx, sy, sx, sy], np.float64)
 
     def to_input(self, boxes: Any = None, landmarks: Any = None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Inverse of :meth:`to_original`: source pixels to input pixels."""

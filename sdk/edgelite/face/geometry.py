@@ -123,11 +123,50 @@ def nms(
 def greedy_nms(b: np.ndarray, s: np.ndarray, iou_threshold: float, top_k: int | None = None,
                max_output: int | None = None) -> np.ndarray:
     """:func:`nms` without the argument checks, for callers whose boxes are already
-    a finite ``float64 (N, 4)`` array and scores ``float64 (N,)`` (the YuNet decoder)."""
+    a finite ``float64 (N, 4)`` array and scores ``float64 (N,)`` (the YuNet decoder).
+
+    A frame's handful of candidates (≤ 64) go through plain Python floats: the same
+    IEEE double operations in the same order, so the same boxes are kept, without a
+    dozen array calls per kept box; larger sets are vectorised per kept box.
+    """
+    if len(s) <= _SMALL_NMS:
+        return _greedy_nms_floats(b.tolist(), s.tolist(), iou_threshold, top_k, max_output)
+    return _greedy_nms_arrays(b, s, iou_threshold, top_k, max_output)
+
+
+_SMALL_NMS = 64
+
+
+def _greedy_nms_floats(b: list, s: list, iou_threshold: float, top_k: int | None,
+                       max_output: int | None) -> np.ndarray:
+    order = sorted(range(len(s)), key=lambda k: -s[k])  # stable, as argsort(-s, kind="stable")
+    if top_k is not None:
+        order = order[: int(top_k)]
+    areas = [max(x1 - x0, 0.0) * max(y1 - y0, 0.0) for x0, y0, x1, y1 in b]
+    keep: list[int] = []
+    while order:
+        i = order[0]
+        keep.append(i)
+        if max_output is not None and len(keep) >= max_output:
+            break
+        x0, y0, x1, y1 = b[i]
+        rest = []
+        for j in order[1:]:
+            u0, v0, u1, v1 = b[j]
+            inter = max(min(x1, u1) - max(x0, u0), 0.0) * max(min(y1, v1) - max(y0, v0), 0.0)
+            union = areas[i] + areas[j] - inter
+            if (inter / union if union > 0 else 0.0) <= iou_threshold:
+                rest.append(j)
+        order = rest
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _greedy_nms_arrays(b: np.ndarray, s: np.ndarray, iou_threshold: float, top_k: int | None,
+                       max_output: int | None) -> np.ndarray:
     order = np.argsort(-s, kind="stable")
     if top_k is not None:
         order = order[: int(top_k)]
-    areas = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)  # = clip(·, 0): NaN-free here
+    areas = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
     keep: list[int] = []
     while order.size:
         i = int(order[0])
