@@ -556,16 +556,14 @@ class PreprocessSpec:
         (kept on the spec per quantization: a per-frame call is one dict lookup)."""
         if input is None or not getattr(input, "quantized", False):
             return None
-        try:
-            key = (float(input.scale), int(input.zero_point), np.dtype(input.dtype).str)
-        except TypeError:  # per-channel parameters: pixel_lut says what is wrong
-            key = None
         luts = self.__dict__.setdefault("_luts", {})  # not a field: invisible to eq/hash/repr
-        lut = luts.get(key)
-        if lut is None:
-            lut = quant.pixel_lut(input.scale, input.zero_point, input.dtype, self.mean, self.std, self.channels)
-            if key is not None:
-                luts[key] = lut
+        hit = luts.get(id(input))
+        if hit is not None and hit[0] is input:
+            return hit[1]
+        lut = quant.pixel_lut(input.scale, input.zero_point, input.dtype, self.mean, self.std, self.channels)
+        if len(luts) >= 8:  # a model's input specs live as long as the model; others come and go
+            luts.clear()
+        luts[id(input)] = (input, lut)
         return lut
 
     def to_tensor(self, batch: np.ndarray, input: Any = None, *, _owned: bool = False) -> np.ndarray:

@@ -49,6 +49,9 @@ class Task:
 
     def _model(self, key: Any, load: Callable[[], Any]) -> Any:
         """The model stored under ``key``, loaded by ``load()`` on first use."""
+        m = self._models.get(key)  # the per-frame case: loaded already (a dict read is atomic)
+        if m is not None:
+            return m
         with self._lock:
             m = self._models.get(key)
             if m is None:
