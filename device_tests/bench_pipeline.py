@@ -645,6 +645,12 @@ def to_markdown(rep: dict, plots: list[str]) -> str:
         if any(run["enrol_missed"].values()):
             parts += ["Gallery images without a detected face: " +
                       "; ".join(f"{p}: {', '.join(v)}" for p, v in run["enrol_missed"].items() if v), ""]
+    if rep.get("overhead"):
+        import bench_overhead
+
+        parts += ["## Overhead beyond the model invokes (int8, 640x480, one face)", "",
+                  "End-to-end `FaceRecognizer.recognize` minus the raw YuNet-320 and SFace invokes, interleaved "
+                  "in the same run (`bench_overhead.py`).", "", *bench_overhead.markdown(rep["overhead"]), ""]
     if rep.get("sustained"):
         parts += [f"## Sustained run: {rep['sustained']['label']}", "", C.sustained_markdown(rep["sustained"]), ""]
     if plots:
@@ -725,6 +731,9 @@ def build_metrics(rep: dict) -> dict:
                         m[f"pipeline/t{t}/{fset}/{p}/{s}_ms"] = C.metric(v)
         for k, v in run["targets"].items():
             m[f"pipeline/t{t}/ratio/{k}"] = C.metric(v["ratio"], "x", "higher")
+    if rep.get("overhead"):
+        o = rep["overhead"]
+        m[f"pipeline/t{o['threads']}/overhead_ms"] = C.metric(o["medians"]["overhead_ms"])
     if rep.get("sustained") and rep["sustained"].get("intervals"):
         m[f"sustained/{rep['sustained']['label']}/last_p50_ms"] = C.metric(rep["sustained"]["intervals"][-1]["p50_ms"])
     return m
@@ -748,12 +757,16 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA), help="the repo's data/faces (demo/ and orl/)")
     ap.add_argument("--duration", type=float, default=0.0, help="then run int8 e2e for MIN minutes, logging")
     ap.add_argument("--interval", type=float, default=10.0, help="sustained log interval, seconds")
+    ap.add_argument("--overhead-rounds", type=int, default=300,
+                    help="rounds of the overhead figure (end-to-end minus the raw invokes; bench_overhead.py); "
+                         "0: skip")
     ap.add_argument("--json", help="also write the JSON result here")
     ap.add_argument("--results-dir", help="base directory (default device_tests/results)")
     ap.add_argument("--device-id", help="override the hostname-derived device id")
     args = ap.parse_args(argv)
     if args.quick:
         args.iterations, args.photo_iterations, args.orl_frames, args.no_photos = 1, 1, 2, True
+        args.overhead_rounds = min(args.overhead_rounds, 10)
         args.vga_frames = args.vga_frames or 3
     threads = C.parse_threads(args.threads) if args.threads else [C.default_threads()[-1]]
 
@@ -830,6 +843,16 @@ def main(argv=None) -> int:
                 print(f"  t={t} {k}: {v['ratio']:.2f}x (int8 {v['int8_ms']:.2f} ms; target {v['target']}x)", flush=True)
             runs.append(run)
 
+        overhead = None
+        if args.overhead_rounds > 0:
+            import bench_overhead
+
+            overhead = bench_overhead.measure(threads[-1], args.overhead_rounds)
+            m = overhead["medians"]
+            print(f"  t={threads[-1]} overhead beyond the invokes: {m['overhead_ms']:.2f} ms (end-to-end "
+                  f"{m['end_to_end_ms']:.2f} - YuNet {m['yunet_invoke_ms']:.2f} - SFace {m['sface_invoke_ms']:.2f}; "
+                  f"target <= {overhead['target_overhead_ms']})", flush=True)
+
         sustained = None
         if args.duration > 0:
             pipe = EdgelitePipeline("int8", threads[-1])
@@ -854,6 +877,8 @@ def main(argv=None) -> int:
               "argv": sys.argv[1:] if argv is None else list(argv)}
     rep = {"schema": C.SCHEMA, "kind": "pipeline", "system": sysrec, "config": config, "notes": notes,
            "runs": [{k: v for k, v in r.items() if k != "samples"} for r in runs]}
+    if overhead:
+        rep["overhead"] = overhead
     if sustained:
         rep["sustained"] = sustained
     rep["metrics"] = build_metrics(rep)

@@ -212,3 +212,38 @@ def test_six_way_concatenation_is_split_for_xnnpack():
         assert _not_delegated(b) == [] and _partitions(b) == 1
     assert any("CONCATENATION of 6 inputs" in r for r in res.report["rewrites"])
     assert res.report["validation"]["cosine_min_over_outputs"] >= 0.999
+
+
+def test_fold_channel_swap_gives_the_same_outputs_on_reversed_channels():
+    """A BGR-trained model, folded, takes RGB: int8 outputs are bit-identical on the
+    reversed image (integer sums in another order), float32 equal to rounding. A model
+    whose image also feeds another op is left alone, with the reason."""
+    import tiny_models
+    from edgelite_convert.tflite_rewrite import fold_channel_swap
+
+    tf = tiny_models._tf()
+    rng = np.random.default_rng(4)
+    xs = [rng.uniform(0, 1, (1, 32, 32, 3)).astype(np.float32) for _ in range(8)]
+    for int8 in (True, False):
+        data = tiny_models.convert_function(tiny_models.conv_net_function(5), int8=int8, calib=xs)
+        new, why = fold_channel_swap(data)
+        assert new is not None and "1 first convolution" in why, why
+        a, b = edgelite.Model(data, num_threads=1), edgelite.Model(new, num_threads=1)
+        for x in xs:
+            xa = edgelite.quant.quantize(x, a.inputs[0].scale, a.inputs[0].zero_point) if int8 else x
+            ya = next(iter(a.run(xa, dequantize=False).values()))
+            yb = next(iter(b.run(np.ascontiguousarray(xa[..., ::-1]), dequantize=False).values()))
+            if int8:
+                assert np.array_equal(ya, yb)
+            else:
+                np.testing.assert_allclose(ya, yb, rtol=0, atol=1e-6)
+        yc = next(iter(b.run(xa, dequantize=False).values()))  # the same image without reversing: not the same model
+        assert not np.array_equal(ya, yc)
+    w = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32)])
+    def mixed(x):
+        return tf.nn.conv2d(x, w, 1, "SAME") + tf.reduce_mean(x, axis=-1, keepdims=True)
+
+    new, why = fold_channel_swap(tiny_models.convert_function(mixed, int8=False))
+    assert new is None and "not only convolutions" in why, why

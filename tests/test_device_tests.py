@@ -141,6 +141,12 @@ def test_bench_pipeline_quick(tmp_path):
         assert {"embed_int8_vs_opencv", "yunet320_int8_vs_opencv", "e2e_vga_int8_vs_opencv"} <= set(run["targets"])
         for t in run["targets"].values():
             assert t["ratio"] > 0 and t["target"] > 0
+    # the issue-13 figure: end-to-end minus the raw invokes, measured in the same run
+    o = rep["overhead"]["medians"]
+    assert o["yunet_invoke_ms"] > 0 and o["sface_invoke_ms"] > 0
+    assert o["overhead_ms"] == pytest.approx(o["end_to_end_ms"] - o["yunet_invoke_ms"] - o["sface_invoke_ms"])
+    assert rep["metrics"]["pipeline/t1/overhead_ms"]["value"] == pytest.approx(o["overhead_ms"])
+    assert "Overhead beyond the model invokes" in (out / "pipeline.md").read_text()
     # the pipelines really recognise people, not just run
     for pipe, sets in run["correct"].items():
         assert sum(c["correct"] for c in sets.values()) > 0, pipe

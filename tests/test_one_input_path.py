@@ -151,3 +151,17 @@ def test_run_image_writes_the_interpreter_input_and_equals_prepare_then_run(zoo_
     m.close()
     with pytest.raises(InputError, match="closed"):
         m.run_image(img, plan)
+
+
+def test_zoo_int8_detector_takes_rgb_with_the_swap_folded(zoo_models):
+    """The zoo's int8 YuNet was converted with fold_channel_order: it takes RGB (no
+    per-frame swap) and says so in its metadata; the float32 reference stays BGR."""
+    q = edgelite.Model(zoo_models / "yunet_320-int8.tflite", num_threads=1)
+    f = edgelite.Model(zoo_models / "yunet_320-float32.tflite", num_threads=1)
+    assert q.preprocessing.color.value == "RGB" and f.preprocessing.color.value == "BGR"
+    assert any("channel order reversed" in r for r in q.metadata.quantization["rewrites"])
+    img = edgelite.load_image(DEMO / "Andrew_Morgan.jpg")
+    x_q, _ = q.prepare(img)
+    x_f, _ = f.prepare(img)  # the BGR float tensor, quantized with the int8 input's parameters
+    want = quant.quantize(x_f, q.inputs[0].scale, q.inputs[0].zero_point, q.inputs[0].dtype)
+    assert np.array_equal(x_q, want[..., ::-1])

@@ -45,6 +45,9 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
                         "(a dynamic batch is 1 by default)")
     p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center_crop", "none"])
     p.add_argument("--color", default="RGB", choices=["RGB", "BGR", "GRAY"])
+    p.add_argument("--fold-color", action="store_true",
+                   help="with --color BGR: fold the channel swap into the first convolution(s), so the converted "
+                        "model takes RGB and the device does no per-frame swap (exact in int8)")
     p.add_argument("--mean", type=float, nargs="+", default=[0.0])
     p.add_argument("--std", type=float, nargs="+", default=[255.0])
     p.add_argument("--layout", default="NHWC", choices=["NHWC", "NCHW"])
@@ -74,7 +77,8 @@ def run_convert(a) -> int:
                           max_calibration_samples=a.max_samples, allow_collapsed=a.allow_collapsed,
                           min_cosine=a.min_cosine, min_snr_db=a.min_snr_db,
                           onnxruntime_baseline=a.onnxruntime_baseline, calibration_ranges=a.calibration_ranges,
-                          suggest_precision=a.suggest_precision if a.mode == "int8" else False)
+                          suggest_precision=a.suggest_precision if a.mode == "int8" else False,
+                          fold_channel_order=a.fold_color)
     res = convert(a.source, a.output, calibration=a.calibration, validation=a.validate, preprocess=spec,
                   options=opts, task=a.task, labels=labels, progress=not a.json,
                   input_shapes=parse_input_shapes(a.input_shape) or None)

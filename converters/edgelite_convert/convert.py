@@ -27,7 +27,7 @@ import edgelite
 from edgelite.errors import ConversionError, InputError, ModelNotFoundError
 from edgelite.fileio import atomic_write_bytes
 from edgelite.metadata import EdgeliteMetadata
-from edgelite.preprocess import PreprocessSpec
+from edgelite.preprocess import ColorOrder, PreprocessSpec
 
 from .calibration import CalibrationSet, build_calibration_set
 from .job import Job
@@ -82,7 +82,13 @@ class ConvertOptions:
       ``"percentile"`` or ``"mse"`` (clipped; see :mod:`edgelite_convert.ranges`);
     * ``suggest_precision``: search which layers to keep in float and report the measured
       suggestion (:mod:`edgelite_convert.precision`); ``None``: only when the int8 model's
-      held-out cosine is below ``suggest_below_cosine``.
+      held-out cosine is below ``suggest_below_cosine``;
+    * ``fold_channel_order``: for a model trained on BGR (``preprocess`` colour ``BGR``),
+      reverse the input-channel axis of the filters that read the image in the converted
+      model, so it takes RGB and the device skips a per-frame colour swap; its embedded
+      preprocessing then says ``RGB``. Exact in int8. The float32 reference twin stays as
+      trained (BGR). Left out, with the reason in the report's rewrites, when the image
+      feeds anything but convolutions (through pads).
     """
 
     mode: QuantMode = QuantMode.INT8
@@ -108,6 +114,7 @@ class ConvertOptions:
     calibration_ranges: str = "minmax"
     suggest_precision: bool | None = False
     suggest_below_cosine: float = 0.99
+    fold_channel_order: bool = False
 
     def __post_init__(self):
         for name, kind in (("mode", QuantMode), ("input_type", IOType), ("output_type", IOType)):
@@ -537,9 +544,18 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
             if "outputs" in base and v:
                 base["edgelite_int8_cosine_min_over_outputs"] = v.get("cosine_min_over_outputs")
             report = dataclasses.replace(report, onnxruntime_int8_baseline=base)
+    deployed_spec = preprocess
+    if opts.fold_channel_order and preprocess is not None and preprocess.color is ColorOrder.BGR:
+        from .tflite_rewrite import fold_channel_swap
+
+        folded, why = fold_channel_swap(qbytes)
+        if folded is not None:
+            qbytes, deployed_spec = folded, dataclasses.replace(preprocess, color=ColorOrder.RGB)
+        report = dataclasses.replace(report, rewrites=report.rewrites + [
+            why if folded is not None else f"BGR input order not folded: {why}"])
     meta = EdgeliteMetadata(
         task=task, name=name or (src_name.rsplit(".", 1)[0] if src_name else "model"),
-        preprocessing=preprocess, labels=tuple(labels) if labels else None,
+        preprocessing=deployed_spec, labels=tuple(labels) if labels else None,
         source=dataclasses.asdict(report.source),
         versions={"edgelite": edgelite.__version__, "tensorflow": conv.get("tensorflow")},
         calibration={"count": calib_set.count, "source": calib_set.source} if calib_set else {},
@@ -549,7 +565,8 @@ def convert(source, output: str | os.PathLike | None = None, *, calibration=None
         validation=_validation_summary(report.validation), extra=extra_metadata or {},
     )
     qbytes = embed_metadata(qbytes, meta)
-    fmeta = dataclasses.replace(meta, quantization={"mode": "float32"}, calibration={}, validation={})
+    fmeta = dataclasses.replace(meta, preprocessing=preprocess, quantization={"mode": "float32"}, calibration={},
+                                validation={})
     fbytes = embed_metadata(fbytes, fmeta)
     res = ConversionResult(qbytes, fbytes, dataclasses.replace(report, size_bytes=len(qbytes)))
     if output is not None:

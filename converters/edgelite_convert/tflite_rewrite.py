@@ -37,7 +37,7 @@ from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["rewrite_for_xnnpack"]
+__all__ = ["fold_channel_swap", "rewrite_for_xnnpack", "split_large_concats"]
 
 
 def _schema():
@@ -434,3 +434,70 @@ def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
     b = flatbuffers.Builder(len(model_bytes) + 65536)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output()), [f"int8 for XNNPACK: {k} (x{v})" for k, v in done.items()]
+
+
+def fold_channel_swap(model_bytes: bytes) -> tuple[bytes | None, str]:
+    """Reverse the channel order a model takes, by reversing the input-channel axis of
+    the filters that read its image input: a model trained on BGR then takes RGB, and
+    the device skips a per-frame colour swap (a pass over every input pixel).
+
+    Exact: a convolution sums over input channels, so permuting the image's channels
+    and the filters' together changes no int8 accumulator (the per-output-channel
+    weight scales are unchanged); float sums may round in another order.
+
+    Applies when the model has one ``(1, H, W, 3)`` input and every path from it
+    reaches a ``CONV_2D`` (constant int8 or float32 filter) through ``PAD`` ops only
+    (they treat the channels alike). Returns ``(new bytes, what was done)`` or
+    ``(None, why not)``.
+    """
+    import flatbuffers
+
+    s = _schema()
+    m = s.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    if not m.subgraphs:
+        return None, "no subgraph"
+    G = _Graph(m)
+    ins = [int(i) for i in (G.g.inputs if G.g.inputs is not None else [])]
+    if len(ins) != 1 or len(G.g.tensors[ins[0]].shape) != 4 or int(G.g.tensors[ins[0]].shape[-1]) != 3:
+        return None, "the model does not have one (N, H, W, 3) image input"
+    graph_outputs = set(int(i) for i in (G.g.outputs if G.g.outputs is not None else []))
+    consumers = G.consumers()
+    dtypes = {s.TensorType.INT8: np.int8, s.TensorType.FLOAT32: np.float32}
+    frontier, convs = [ins[0]], []
+    while frontier:
+        t = frontier.pop()
+        if t in graph_outputs:
+            return None, "the image input reaches a model output"
+        for op in consumers[t]:
+            code = G.code(op)
+            if code == s.BuiltinOperator.PAD and int(op.inputs[0]) == t:
+                frontier.append(int(op.outputs[0]))
+            elif code == s.BuiltinOperator.CONV_2D and int(op.inputs[0]) == t:
+                f = G.g.tensors[int(op.inputs[1])]
+                data = m.buffers[f.buffer].data if f.buffer < len(m.buffers) else None
+                if f.type not in dtypes or data is None or len(data) == 0 or int(f.shape[-1]) != 3:
+                    return None, "a first convolution's filter is not a constant int8/float32 (O, H, W, 3) tensor"
+                convs.append(op)
+            else:
+                name = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}.get(code, code)
+                return None, f"the image input feeds a {name}, not only convolutions"
+    if not convs:
+        return None, "no convolution reads the image input"
+    users = defaultdict(int)
+    for t in G.g.tensors:
+        users[int(t.buffer)] += 1
+    for op in convs:
+        f = G.g.tensors[int(op.inputs[1])]
+        w = np.frombuffer(bytes(m.buffers[f.buffer].data), dtypes[f.type]).reshape([int(x) for x in f.shape])
+        data = np.frombuffer(np.ascontiguousarray(w[..., ::-1]).tobytes(), np.uint8)
+        if users[int(f.buffer)] == 1:
+            m.buffers[f.buffer].data = data
+        else:  # a buffer shared with another tensor keeps its bytes
+            b = s.BufferT()
+            b.data = data
+            m.buffers.append(b)
+            f.buffer = len(m.buffers) - 1
+    out = flatbuffers.Builder(len(model_bytes) + 65536)
+    out.Finish(m.Pack(out), file_identifier=b"TFL3")
+    return bytes(out.Output()), (f"input channel order reversed in the filters of {len(convs)} first "
+                                 "convolution(s): the model takes RGB where it was trained on BGR")

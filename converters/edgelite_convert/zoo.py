@@ -152,10 +152,14 @@ def _write(cache, name: str, precision: str, data: bytes, report, golden: dict) 
     return path
 
 
-def _golden(model_bytes: bytes, raw_input: np.ndarray) -> dict:
-    """Raw (quantized where the model is) input and outputs computed here, for device parity."""
+def _golden(model_bytes: bytes, raw_input: np.ndarray, spec: PreprocessSpec | None = None) -> dict:
+    """Raw (quantized where the model is) input and outputs computed here, for device parity.
+    ``raw_input`` was made with ``spec``; a model converted to take the other channel order
+    (``fold_channel_order``) gets it reversed, so the golden is the same image."""
     from edgelite.model import Model
     m = Model(model_bytes, num_threads=1)
+    if spec is not None and m.preprocessing is not None and m.preprocessing.color != spec.color:
+        raw_input = np.ascontiguousarray(raw_input[..., ::-1])
     outs = m.run(raw_input, quantize=True, dequantize=False)
     g = {"input": m._prepare(m.inputs[0], raw_input, True)}
     for k, v in outs.items():
@@ -223,11 +227,12 @@ def build_liveness(cache=None, *, progress: bool = True, say=print) -> dict:
         calib = [spec.apply(c) for c in crops[name]]
         res = convert(src, calibration=calib, preprocess=spec, task="face_liveness", name=name,
                       input_shapes={"input": [1, 3, 80, 80]},
-                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=16),
+                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=16,
+                                             fold_channel_order=True),
                       progress=progress, extra_metadata={"source_license": meta.license, "origin": meta.origin,
                                                          "calibration_crops": stats})
         rep = res.report.with_extra(calibration_crops=stats, build_seconds=round(time.perf_counter() - t0, 1))
-        _write(cache, name, "int8", res.model, rep, _golden(res.model, calib[-1]))
+        _write(cache, name, "int8", res.model, rep, _golden(res.model, calib[-1], spec))
         _write(cache, name, "float32", res.float_model, {"source": rep["source"], "precision": "float32"},
                _golden(res.float_model, calib[-1]))
         report[name] = _summary(rep)
@@ -263,12 +268,13 @@ def build_zoo(cache=None, source_dir=None, force: bool = False, progress: bool =
         calib = [spec.apply(s) for s in scenes]
         res = convert(srcs["yunet"], calibration=calib, preprocess=spec, task="face_detection", name=name,
                       input_shapes={"input": [1, 3, size, size]},
-                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=16),
+                      options=ConvertOptions(max_calibration_samples=len(calib), holdout=16,
+                                             fold_channel_order=True),
                       progress=progress, extra_metadata={"source_license": yunet_src.license,
                                                          "origin": yunet_src.origin})
         g_in = calib[-1]
         rep = res.report.with_extra(build_seconds=round(time.perf_counter() - t0, 1))
-        _write(cache, name, "int8", res.model, rep, _golden(res.model, g_in))
+        _write(cache, name, "int8", res.model, rep, _golden(res.model, g_in, spec))
         _write(cache, name, "float32", res.float_model, {"source": rep["source"], "precision": "float32"},
                _golden(res.float_model, g_in))
         report["models"][name] = _summary(rep)
