@@ -442,3 +442,23 @@ def test_best_matches_equals_identify_top1(tmp_path):
     assert got == want and got[0][0] == "p2" and any(n is None for n, _ in got)
     with pytest.raises(ModelMismatchError):
         g.best_matches(q, model_id="other")
+
+
+def test_query_normalisation_fast_path_gives_the_checked_paths_bits():
+    """Rows that cannot fail the checks skip them; the result has the same bits as the
+    checked path (taken here for a whole batch by one very small but valid row)."""
+    from edgelite.face.gallery import _prepare_embeddings
+
+    rng = np.random.default_rng(8)
+    rows = np.concatenate([rng.normal(0, 1, (6, 128)), rng.normal(0, 1e30, (2, 128)),
+                           rng.normal(0, 1e-4, (2, 128))]).astype(np.float32)
+    tiny = np.full((1, 128), 5e-7, np.float32)  # largest magnitude < 1e-6, norm 5.7e-6: valid, checked path
+    for dtype in (np.float32, np.float64):
+        fast = _prepare_embeddings(rows.astype(dtype))
+        checked = _prepare_embeddings(np.concatenate([rows, tiny]).astype(dtype))
+        assert fast.dtype == np.float32 and np.array_equal(fast, checked[:-1])
+        np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(InputError, match="zero norm"):
+        _prepare_embeddings(np.full((1, 128), 1e-9, np.float32))
+    with pytest.raises(InputError, match="NaN or infinity"):
+        _prepare_embeddings(np.r_[rows[0, :-1], np.inf][None])

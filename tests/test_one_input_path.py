@@ -165,3 +165,25 @@ def test_zoo_int8_detector_takes_rgb_with_the_swap_folded(zoo_models):
     x_f, _ = f.prepare(img)  # the BGR float tensor, quantized with the int8 input's parameters
     want = quant.quantize(x_f, q.inputs[0].scale, q.inputs[0].zero_point, q.inputs[0].dtype)
     assert np.array_equal(x_q, want[..., ::-1])
+
+
+@pytest.mark.parametrize("scale,zp,dtype", [(1.0, -128, np.int8), (1.0, 0, np.uint8), (1.0, -100, np.int8),
+                                            (0.925, -128, np.int8), (2.0, 0, np.int8), (1.0, 0, np.int8)])
+def test_byte_shift_tables_are_applied_by_addition_with_the_lookups_bytes(scale, zp, dtype):
+    """A table that adds a constant to every byte (YuNet: scale 1, zero point -128) is
+    applied as one add/XOR, giving the bytes of the lookup, in place or not; a table
+    that clips or scales is not taken for one."""
+    rng = np.random.default_rng(2)
+    px = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    px[0, 0, :3] = [[0, 0, 0], [255, 255, 255], [127, 128, 129]]
+    lut = quant.pixel_lut(scale, zp, dtype, (0.0,), (1.0,), 3)
+    want = np.stack([lut[c][px[..., c]] for c in range(3)], axis=-1)
+    is_shift = quant.byte_shift(lut) is not None
+    q = (np.arange(256) / scale + zp)
+    info = np.iinfo(dtype)
+    assert is_shift == (scale == 1.0 and q.min() >= info.min and q.max() <= info.max)
+    got = quant.apply_lut(px, lut)
+    assert got.dtype == np.dtype(dtype) and np.array_equal(got, want)
+    own = px.copy()
+    got = quant.apply_lut(own, lut, inplace=True)
+    assert np.array_equal(got, want) and np.shares_memory(got, own)

@@ -100,19 +100,48 @@ def is_uniform(lut: np.ndarray) -> bool:
     return bool(np.all(lut == lut[0])) if same is None else same
 
 
+_SHIFTS: dict[int, int | None] = {}  # id of a cached table -> k when its bytes are (pixel + k) mod 256
+
+
+def byte_shift(lut: np.ndarray) -> int | None:
+    """``k`` when every row of an 8-bit ``(C, 256)`` table maps a pixel ``v`` to the byte
+    ``(v + k) mod 256`` (e.g. scale 1 and zero point −128: ``v − 128`` as int8), else ``None``."""
+    k = _SHIFTS.get(id(lut), -1) if _PIXEL_LUTS else -1
+    if k == -1:
+        k = None
+        if lut.dtype.itemsize == 1 and lut.ndim == 2 and lut.shape[1] == 256:
+            b = lut.view(np.uint8)
+            k0 = int(b[0, 0])
+            if np.array_equal(b, np.broadcast_to((np.arange(256) + k0) % 256, b.shape)):
+                k = k0
+        if any(t is lut for t in _PIXEL_LUTS.values()):
+            _SHIFTS[id(lut)] = k
+    return k
+
+
 def apply_lut(pixels: np.ndarray, lut: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     """``lut[c][pixels[..., c]]`` for uint8 ``(..., C)`` pixels and a ``(C, 256)`` 8-bit table.
 
-    ``cv2.LUT`` when OpenCV is installed (about 4x faster than numpy fancy indexing
-    here; one table for all channels when they are equal, else a C-channel table);
-    numpy otherwise. An int8 table is applied through its uint8 view: same bytes.
-    ``inplace``: write the result over ``pixels`` (an array the caller owns; OpenCV
-    path only) and return it viewed as the table's dtype.
+    A table that only adds a constant to every byte (:func:`byte_shift`; YuNet's input:
+    scale 1, zero point −128) is one vectorised add (an XOR for 128), about 3x faster
+    than a lookup on a frame. Otherwise ``cv2.LUT`` when OpenCV is installed (about 4x
+    faster than numpy fancy indexing here; one table for all channels when they are
+    equal, else a C-channel table); numpy otherwise. An int8 table is applied through
+    its uint8 view: same bytes. ``inplace``: write the result over ``pixels`` (an array
+    the caller owns) and return it viewed as the table's dtype.
     """
     from ._optional import cv2_or_none
 
     pixels = np.ascontiguousarray(pixels)
     c = pixels.shape[-1]
+    shift = byte_shift(lut) if pixels.dtype == np.uint8 else None
+    if shift is not None:
+        out = pixels if inplace else np.empty_like(pixels)
+        if shift == 128:
+            np.bitwise_xor(pixels, 0x80, out=out)
+        else:
+            np.add(pixels, np.uint8(shift), out=out)  # uint8 arithmetic wraps mod 256
+        return out.view(lut.dtype)
     same = is_uniform(lut)
     cv2 = cv2_or_none()
     if cv2 is not None and lut.dtype.itemsize == 1 and pixels.dtype == np.uint8 and (same or c in (1, 3, 4)):

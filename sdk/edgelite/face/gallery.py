@@ -367,6 +367,11 @@ def _prepare_embeddings(embeddings: Any, what: str = "embeddings") -> np.ndarray
         raise InputError(f"{what} must have shape (D,) or (N, D) with N, D >= 1, got {np.shape(embeddings)}")
     x = arr.astype(np.float64)
     scale = np.abs(x).max(axis=1)  # NaN or inf in a row makes its max NaN or inf
+    if scale.min() >= _MIN_NORM and math.isfinite(scale.max()):
+        # Every row finite with a largest magnitude >= _MIN_NORM: its norm is too, and the
+        # checks below cannot fail. The same operations as below, so the same bits.
+        y = x / scale[:, None]
+        return (y / np.sqrt(np.add.reduce(y * y, axis=1))[:, None]).astype(np.float32)
     if not np.isfinite(scale).all():
         bad = np.flatnonzero(~np.isfinite(scale)).tolist()
         raise InputError(f"{what} rows {bad} contain NaN or infinity")
