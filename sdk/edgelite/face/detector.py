@@ -185,14 +185,28 @@ class FaceDetector(Task):
                                                        "inference": (t2 - t1) * 1e3 / n})
         return out
 
+    def _setup(self, hw: tuple[int, int]) -> tuple:
+        """``(model, spec, plan, decoder)`` for frames of ``hw``, worked out once per frame
+        size (a camera's frames all have one) while the model stays loaded."""
+        o = self.options
+        size = self.choose_size(hw)
+        key = 0 if o.model_path else size
+        setups = self.__dict__.setdefault("_setups", {})
+        hit = setups.get(hw)
+        if hit is None or self._models.get(key) is not hit[0]:
+            m = self.model(size)
+            spec = self.spec(m)
+            if len(setups) >= 16:
+                setups.clear()
+            hit = setups[hw] = (m, spec, spec.plan(hw), self._decoder(m, spec))
+        return hit
+
     def _detect_rgb(self, img: np.ndarray) -> DetectionResult:
         """:meth:`detect` for an image already validated by ``as_rgb`` (one check per frame)."""
-        m = self.model(self.choose_size(img.shape[:2]))
-        spec = self.spec(m)
-        plan = spec.plan(img.shape[:2])
+        m, spec, plan, decoder = self._setup(img.shape[:2])
         timings: dict[str, float] = {}
         outs = m.run_image(img, plan, spec, dequantize=False, timings=timings)
         t2 = time.perf_counter()
-        faces = self._decoder(m, spec).faces(outs, plan)
+        faces = decoder.faces(outs, plan)
         timings["decode"] = (time.perf_counter() - t2) * 1e3
         return DetectionResult(faces, plan.src_hw, timings)
