@@ -186,6 +186,10 @@ class YunetDecoder:
         # cls and obj side by side: one comparison finds the cells where both reach thr².
         self._score_zp, self._score_scale, self._score_floor = (
             np.concatenate([per_kind["cls"][i], per_kind["obj"][i]]) for i in range(3))
+        if all(np.dtype(layout[f"{k}_{s}"][0]).itemsize == 1 and self._dequantize_first[f"{k}_{s}"] is None
+               and f"{k}_{s}" in q for k in ("cls", "obj") for s in YUNET_STRIDES):
+            # raw bytes against integer floors: no float copy of every cell
+            self._score_floor = np.clip(self._score_floor, -129, 256).astype(np.int16)
         self._rows_zp = {k: per_kind[k][0][:, None] for k in ("bbox", "kps")}
         self._rows_scale = {k: per_kind[k][1][:, None] for k in ("bbox", "kps")}
 
@@ -198,11 +202,10 @@ class YunetDecoder:
 
     def _flat(self, outputs: Mapping[str, Any], *kinds: str) -> np.ndarray:
         """The three strides of output kinds, flattened and concatenated in prior order."""
-        parts = []
-        for name in (f"{kind}_{s}" for kind in kinds for s in YUNET_STRIDES):
-            v, first = outputs[name], self._dequantize_first[name]
-            parts.append(v if first is None else dequantize(np.asarray(v), *first))
-        return np.concatenate(parts, axis=None)
+        names = [f"{kind}_{s}" for kind in kinds for s in YUNET_STRIDES]
+        first = self._dequantize_first
+        return np.concatenate([outputs[n] if first[n] is None else dequantize(np.asarray(outputs[n]), *first[n])
+                               for n in names], axis=None)
 
     def _rows(self, outputs: Mapping[str, Any], kind: str, sel: np.ndarray) -> np.ndarray:
         """Real values of the ``sel`` rows of a bbox/kps output kind."""
