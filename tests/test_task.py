@@ -37,3 +37,21 @@ def test_models_load_lazily_and_close_releases_them(tmp_path):
     with FaceDetector() as d:
         assert d._models == {}
     assert d._models == {}
+
+
+def test_a_closed_detector_reloads_and_detects_the_same_faces(zoo_models):
+    """The per-frame-size setup (model, spec, plan, decoder) is re-made after close():
+    the next frame runs on the reloaded model, not on the released interpreter."""
+    from pathlib import Path
+
+    import edgelite
+
+    img = edgelite.load_image(Path(__file__).resolve().parents[1] / "data" / "faces" / "demo" / "Andrew_Morgan.jpg")
+    det = FaceDetector(num_threads=1)
+    first = det.detect(img)
+    m = det.model(det.choose_size(img.shape[:2]))
+    det.close()
+    again = det.detect(img)
+    assert det.model(det.choose_size(img.shape[:2])) is not m
+    assert len(first) == 1 and again == first
+    det.close()
