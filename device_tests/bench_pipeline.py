@@ -52,6 +52,7 @@ Writes ``results/<device-id>/pipeline.{json,md,metrics.csv}`` and PNG plots.
 from __future__ import annotations
 
 import argparse
+import json
 import gc
 import sys
 import tempfile
@@ -63,7 +64,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 DEFAULT_DATA = REPO / "data" / "faces"
 ONNX_NAMES = {"yunet": "face_detection_yunet_2023mar.onnx", "sface": "face_recognition_sface_2021dec.onnx"}
 STAGES = ("decode", "detect", "align", "embed", "match")
@@ -844,10 +846,16 @@ def main(argv=None) -> int:
             runs.append(run)
 
         overhead = None
-        if args.overhead_rounds > 0:
-            import bench_overhead
+        if args.overhead_rounds > 0:  # in a fresh process, as bench_overhead.py alone: not after this one's work
+            import subprocess
 
-            overhead = bench_overhead.measure(threads[-1], args.overhead_rounds)
+            p = subprocess.run([sys.executable, str(HERE / "bench_overhead.py"), "--threads", str(threads[-1]),
+                                "--rounds", str(args.overhead_rounds), "--results-dir", tmp, "--device-id", "o"],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(f"bench_overhead.py failed: {p.stderr[-2000:]}")
+            overhead = {k: v for k, v in json.loads((Path(tmp) / "o" / "overhead.json").read_text()).items()
+                        if k not in ("schema", "kind", "system", "config")}
             m = overhead["medians"]
             print(f"  t={threads[-1]} overhead beyond the invokes: {m['overhead_ms']:.2f} ms (end-to-end "
                   f"{m['end_to_end_ms']:.2f} - YuNet {m['yunet_invoke_ms']:.2f} - SFace {m['sface_invoke_ms']:.2f}; "
