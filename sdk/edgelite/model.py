@@ -65,14 +65,6 @@ class TensorSpec:
     def quantized(self) -> bool:
         return self.scale > 0 and np.dtype(self.dtype).kind in "iu"
 
-    @functools.cached_property
-    def _float32_dequant(self) -> tuple[np.float32, np.float32] | None:
-        """``(zero_point, scale)`` as float32 when :func:`edgelite.quant.dequantize` takes
-        its float32 path for this tensor (8-bit, a scale that is exactly a float32)."""
-        if self.quantized and np.dtype(self.dtype).itemsize == 1 and float(np.float32(self.scale)) == self.scale:
-            return np.float32(self.zero_point), np.float32(self.scale)
-        return None
-
     def to_dict(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "shape_signature": list(self.shape_signature),
                 "dtype": np.dtype(self.dtype).name, "scale": self.scale, "zero_point": self.zero_point}
@@ -391,10 +383,7 @@ class Model:
 
     def _dequantize(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for spec in self.outputs:
-            f32 = spec._float32_dequant
-            if f32 is not None:  # quant.dequantize's per-frame arithmetic, parameters made once
-                raw[spec.name] = (raw[spec.name].astype(np.float32) - f32[0]) * f32[1]
-            elif spec.quantized:
+            if spec.quantized:
                 raw[spec.name] = quant.dequantize(raw[spec.name], spec.scale, spec.zero_point)
         return raw
 

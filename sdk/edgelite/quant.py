@@ -53,7 +53,8 @@ def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:
     every frame). Other cases use float64.
     """
     q = np.asarray(q)
-    if q.dtype.itemsize == 1 and np.ndim(scale) == 0 and np.ndim(zero_point) == 0:
+    if q.dtype.itemsize == 1 and (type(scale) is float or np.ndim(scale) == 0) and (
+            type(zero_point) is int or np.ndim(zero_point) == 0):  # a model's tensor: plain Python scalars
         s32 = np.float32(scale)
         if float(s32) == float(scale):  # the per-frame path: a scalar, exactly a float32
             return (q.astype(np.float32) - np.float32(zero_point)) * s32

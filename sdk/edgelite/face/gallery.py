@@ -367,26 +367,21 @@ def _prepare_embeddings(embeddings: Any, what: str = "embeddings") -> np.ndarray
         raise InputError(f"{what} must have shape (D,) or (N, D) with N, D >= 1, got {np.shape(embeddings)}")
     x = arr.astype(np.float64)
     scale = np.abs(x).max(axis=1)  # NaN or inf in a row makes its max NaN or inf
-    if scale.min() >= _MIN_NORM and math.isfinite(scale.max()):
-        # Every row finite with a largest magnitude >= _MIN_NORM: its norm is too, and the
-        # checks below cannot fail. The same operations as below, so the same bits.
-        y = x / scale[:, None]
-        return (y / np.sqrt(np.add.reduce(y * y, axis=1))[:, None]).astype(np.float32)
-    if not np.isfinite(scale).all():
+    if not math.isfinite(scale.max()):
         bad = np.flatnonzero(~np.isfinite(scale)).tolist()
         raise InputError(f"{what} rows {bad} contain NaN or infinity")
     # Scale by the largest magnitude first: the squared norm of a row like
-    # [1e308, 1e308] overflows to inf, and x / inf would store a zero row.
-    y = x / np.where(scale > 0, scale, 1.0)[:, None]
+    # [1e308, 1e308] overflows to inf, and x / inf would store a zero row. Each row's
+    # largest entry is then ±1, so its norm ny is in [1, √D] and the result is finite.
+    small = scale.min() < _MIN_NORM  # only such a row can have a norm below _MIN_NORM
+    y = x / (np.where(scale > 0, scale, 1.0) if small else scale)[:, None]
     ny = np.sqrt(np.add.reduce(y * y, axis=1))  # np.linalg.norm(y, axis=1), the same operations
-    norms = ny * np.minimum(scale, 1.0)  # >= 1 when scale >= 1: no overflow
-    if (norms < _MIN_NORM).any():
-        bad = np.flatnonzero(norms < _MIN_NORM).tolist()
-        raise InputError(f"{what} rows {bad} have (near) zero norm; they cannot be compared by cosine")
-    out = (y / ny[:, None]).astype(np.float32)
-    if not np.isfinite(out).all():  # cannot happen after the checks above; never store one
-        raise InputError(f"{what} could not be normalised to finite unit vectors")
-    return out
+    if small:
+        norms = ny * np.minimum(scale, 1.0)  # >= 1 when scale >= 1: no overflow
+        if (norms < _MIN_NORM).any():
+            bad = np.flatnonzero(norms < _MIN_NORM).tolist()
+            raise InputError(f"{what} rows {bad} have (near) zero norm; they cannot be compared by cosine")
+    return (y / ny[:, None]).astype(np.float32)
 
 
 @dataclass
