@@ -486,8 +486,8 @@ def fold_channel_swap(model_bytes: bytes) -> tuple[bytes | None, str]:
     users = defaultdict(int)
     for t in G.g.tensors:
         users[int(t.buffer)] += 1
-    for op in convs:
-        f = G.g.tensors[int(op.inputs[1])]
+    for fi in dict.fromkeys(int(op.inputs[1]) for op in convs):  # a filter shared by two convs: once
+        f = G.g.tensors[fi]
         w = np.frombuffer(bytes(m.buffers[f.buffer].data), dtypes[f.type]).reshape([int(x) for x in f.shape])
         data = np.frombuffer(np.ascontiguousarray(w[..., ::-1]).tobytes(), np.uint8)
         if users[int(f.buffer)] == 1:
