@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._optional import cv2_or_none
 from .errors import InputError
 
 _INT_TYPES = {np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.int32)}
@@ -131,8 +132,6 @@ def apply_lut(pixels: np.ndarray, lut: np.ndarray, *, inplace: bool = False) -> 
     its uint8 view: same bytes. ``inplace``: write the result over ``pixels`` (an array
     the caller owns) and return it viewed as the table's dtype.
     """
-    from ._optional import cv2_or_none
-
     pixels = np.ascontiguousarray(pixels)
     c = pixels.shape[-1]
     shift = byte_shift(lut) if pixels.dtype == np.uint8 else None
