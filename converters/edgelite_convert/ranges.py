@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .tflite_rewrite import _op_names
+
 __all__ = ["METHODS", "PERCENTILE", "calibrate_only", "adjust_ranges", "quantize_calibrated", "choose_range"]
 
 METHODS = ("minmax", "percentile", "mse")
@@ -65,12 +67,6 @@ def quantize_calibrated(calibrated: bytes, *, per_channel: bool = True, input_ty
     return bytes(tfconv.mlir_quantize(calibrated, disable_per_channel=not per_channel,
                                       input_data_type=io[input_type], output_data_type=io[output_type],
                                       denylisted_nodes=list(keep_float) or None))
-
-
-def _op_names() -> dict[int, str]:
-    from tensorflow.lite.python import schema_py_generated as s
-
-    return {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
 
 
 def _candidates(model) -> dict[int, tuple[str, float, float]]:

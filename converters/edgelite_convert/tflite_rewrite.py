@@ -33,6 +33,7 @@ Float models are left alone (XNNPACK runs all these ops in float).
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 
 import numpy as np
@@ -46,6 +47,12 @@ def _schema():
     except ImportError:  # pragma: no cover
         from tensorflow.lite.python import schema_py_generated as s
     return s
+
+
+@functools.lru_cache(maxsize=1)
+def _op_names() -> dict[int, str]:
+    """Builtin operator code -> name (``CONV_2D``, ...)."""
+    return {v: k for k, v in vars(_schema().BuiltinOperator).items() if not k.startswith("_")}
 
 
 class _Graph:
@@ -328,7 +335,7 @@ def rewrite_for_xnnpack(model_bytes: bytes) -> tuple[bytes, list[str]]:
     if not m.subgraphs:
         return model_bytes, []
     G = _Graph(m)
-    op_name = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    op_name = _op_names()
     act = {s.BuiltinOperator.RELU: s.ActivationFunctionType.RELU,
            s.BuiltinOperator.RELU6: s.ActivationFunctionType.RELU6,
            s.BuiltinOperator.RELU_N1_TO_1: s.ActivationFunctionType.RELU_N1_TO_1}
@@ -479,7 +486,7 @@ def fold_channel_swap(model_bytes: bytes) -> tuple[bytes | None, str]:
                     return None, "a first convolution's filter is not a constant int8/float32 (O, H, W, 3) tensor"
                 convs.append(op)
             else:
-                name = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}.get(code, code)
+                name = _op_names().get(code, code)
                 return None, f"the image input feeds a {name}, not only convolutions"
     if not convs:
         return None, "no convolution reads the image input"
