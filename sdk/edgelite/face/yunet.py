@@ -148,7 +148,7 @@ class YunetDecoder:
         # scale that is not exactly a float32). Per kind, per cell: the zero-point and
         # scale that make its values real, and a floor below every value >= thr².
         self._dequantize_first: dict[str, tuple[float, int] | None] = {}
-        per_kind = {}
+        per_kind, raw_outputs = {}, set()
         for kind, ch in _KIND_CHANNELS.items():
             zp, sc, floor = [], [], []
             for s, n in zip(YUNET_STRIDES, cells):
@@ -175,6 +175,8 @@ class YunetDecoder:
                         "(or pass their scale/zero-point as quantization=)"
                     )
                 self._dequantize_first[name] = first
+                if raw:
+                    raw_outputs.add(name)
                 z, k = (raw[1], raw[0]) if raw else (0, 1.0)
                 zp.append(np.full(n, z, np.float32))
                 sc.append(np.full(n, k, np.float32))
@@ -186,8 +188,7 @@ class YunetDecoder:
         # cls and obj side by side: one comparison finds the cells where both reach thr².
         self._score_zp, self._score_scale, self._score_floor = (
             np.concatenate([per_kind["cls"][i], per_kind["obj"][i]]) for i in range(3))
-        if all(np.dtype(layout[f"{k}_{s}"][0]).itemsize == 1 and self._dequantize_first[f"{k}_{s}"] is None
-               and f"{k}_{s}" in q for k in ("cls", "obj") for s in YUNET_STRIDES):
+        if all(f"{k}_{s}" in raw_outputs for k in ("cls", "obj") for s in YUNET_STRIDES):
             # raw bytes against integer floors: no float copy of every cell
             self._score_floor = np.clip(self._score_floor, -129, 256).astype(np.int16)
         self._rows_zp = {k: per_kind[k][0][:, None] for k in ("bbox", "kps")}
